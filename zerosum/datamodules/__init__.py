@@ -1,0 +1,21 @@
+"""LightningDataModules. Every batch is ``(x, y, index)``."""
+
+from zerosum.datamodules.digits import DigitsDataModule
+from zerosum.datamodules.folder import ImageFolderDataModule
+from zerosum.datamodules.indexed import IndexedDataset, Subset, TensorImageDataset, dataset_targets
+from zerosum.datamodules.synthetic import SyntheticDataModule
+from zerosum.datamodules.torchvision_sets import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    STL10DataModule,
+    SVHNDataModule,
+)
+from zerosum.datamodules.vision import DataNotFoundError, VisionDataModule
+
+__all__ = [
+    "CIFAR10DataModule", "CIFAR100DataModule", "DataNotFoundError", "DigitsDataModule", "FashionMNISTDataModule",
+    "ImageFolderDataModule", "IndexedDataset", "MNISTDataModule", "STL10DataModule", "SVHNDataModule", "Subset",
+    "SyntheticDataModule", "TensorImageDataset", "VisionDataModule", "dataset_targets",
+]

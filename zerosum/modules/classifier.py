@@ -1,0 +1,87 @@
+"""Standard supervised classifier: the baseline every game in zerosum is compared against."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from zerosum.nets import build_net
+
+
+def sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy training of ``net`` (a name from :mod:`zerosum.nets`).
+
+    Args:
+        num_classes / in_channels: linked from the datamodule by the CLI.
+        net / net_args: the network and its extra options.
+        optimizer / scheduler: callables from YAML (``class_path``/``init_args``); the scheduler is
+            stepped per epoch unless ``scheduler_interval: step``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        net: str = "small_cnn",
+        net_args: Optional[dict[str, Any]] = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: Optional[LRSchedulerCallable] = None,
+        scheduler_interval: str = "epoch",
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.net: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (see :class:`zerosum.nets.FeatureClassifier`)."""
+        return self.net.features(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, metric: MulticlassAccuracy, stage: str) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        metric(logits, y)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), sync_dist=True)
+        self.log(f"{stage}/acc", metric, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_acc, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self(batch[0]).argmax(dim=1)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": self.hparams.scheduler_interval}}
