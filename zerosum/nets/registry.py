@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from zerosum.nets.base import FeatureClassifier
+from zerosum.nets.preact_resnet import preact_resnet18
 from zerosum.nets.resnet_cifar import resnet18_cifar, resnet34_cifar
 from zerosum.nets.small_cnn import SmallCNN
 from zerosum.nets.torchvision_net import TorchvisionNet
@@ -16,6 +17,7 @@ NETS: dict[str, Callable[..., FeatureClassifier]] = {
     "resnet18_cifar": resnet18_cifar,
     "resnet34_cifar": resnet34_cifar,
     "vgg16_bn": VGG16BN,
+    "preact_resnet18": preact_resnet18,
 }
 
 

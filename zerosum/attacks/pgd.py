@@ -1,0 +1,197 @@
+"""Projected gradient descent (Madry et al., 2018) for L-inf and L2 threat models.
+
+Ilyas et al. (2019) use PGD everywhere: adversarial training (their robust models), the targeted
+L2 attack that builds D_rand / D_det (their Eq. 7), and representation inversion that builds
+D_R / D_NR (their Eq. 6, a PGD on a feature-distance loss without an eps-ball). One function covers
+all three.
+
+Everything lives in [0, 1] pixel space: wrap a model that expects normalised inputs with
+:class:`zerosum.nets.Normalized` so ``eps`` means what users expect.
+
+The function is safe to call from anywhere inside Lightning: it puts the model in eval mode and
+restores its mode, takes gradients with respect to the input only (``torch.autograd.grad``, so no
+``.grad`` appears on parameters), and leaves ``torch.inference_mode`` / ``no_grad`` contexts for the
+duration of the attack (validation runs under inference mode).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+Number = Union[float, int, Tensor]
+
+NORMS = ("linf", "l2")
+RANDOM_STARTS = {"linf": ("uniform", "normal", None), "l2": ("sphere", "ball", "normal", None)}
+
+
+def _per_sample(value: Number, x: Tensor, name: str) -> Tensor:
+    """``value`` (a float or a (B,) tensor) as a tensor broadcastable against ``x`` (B, ...)."""
+    batch, view = x.shape[0], (-1,) + (1,) * (x.dim() - 1)
+    if isinstance(value, Tensor):
+        value = value.detach().clone().to(device=x.device, dtype=x.dtype)
+        if value.dim() == 0:
+            return value.reshape((1,) * x.dim())
+        if value.shape != (batch,):
+            raise ValueError(f"{name} must be a float or a tensor of shape (B,)=({batch},); got {tuple(value.shape)}")
+        if (value < 0).any():
+            raise ValueError(f"{name} must be >= 0")
+        return value.view(view)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
+    return torch.full((1,) * x.dim(), float(value), device=x.device, dtype=x.dtype)
+
+
+def _flat_norm(t: Tensor) -> Tensor:
+    """Per-sample L2 norm of ``t`` (B, ...) shaped (B, 1, ..., 1)."""
+    return t.flatten(1).norm(dim=1).view((-1,) + (1,) * (t.dim() - 1))
+
+
+def project(delta: Tensor, eps: Tensor, norm: str) -> Tensor:
+    """Project ``delta`` onto the ``norm`` ball of radius ``eps`` (per sample)."""
+    if norm == "linf":
+        return torch.maximum(torch.minimum(delta, eps), -eps)
+    scale = torch.clamp(eps / _flat_norm(delta).clamp_min(1e-12), max=1.0)
+    return delta * scale
+
+
+def normalized_step(grad: Tensor, norm: str) -> Tensor:
+    """Steepest-ascent direction of unit ``norm`` length: sign(g) for L-inf, g / ||g||_2 for L2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / _flat_norm(grad).clamp_min(1e-12)
+
+
+def random_delta(x: Tensor, eps: Tensor, kind: Optional[str], init_std: float = 0.001) -> Tensor:
+    """Initial perturbation: "uniform" in the L-inf box, "sphere" on / "ball" uniformly inside the
+    L2 ball, "normal" ``init_std * N(0, I)``, None zero."""
+    if kind is None:
+        return torch.zeros_like(x)
+    if kind == "uniform":
+        return (torch.rand_like(x) * 2 - 1) * eps
+    if kind == "normal":
+        return init_std * torch.randn_like(x)
+    direction = torch.randn_like(x)
+    direction = direction / _flat_norm(direction).clamp_min(1e-12)
+    if kind == "sphere":
+        return direction * eps
+    # "ball": radius eps * U^(1/d) gives the uniform distribution in the d-dimensional ball
+    d = x[0].numel()
+    radius = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype) ** (1.0 / d)
+    return direction * eps * radius
+
+
+def _cross_entropy(output: Tensor, target: Tensor) -> Tensor:
+    return F.cross_entropy(output, target, reduction="none")
+
+
+def pgd(
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    target,
+    *,
+    eps: Number,
+    step_size: Number,
+    steps: int,
+    norm: str = "linf",
+    loss_fn: Optional[Callable[[Tensor, object], Tensor]] = None,
+    targeted: bool = False,
+    random_start: Optional[str] = None,
+    init_std: float = 0.001,
+    keep_best: bool = False,
+    clamp: Optional[tuple[float, float]] = (0.0, 1.0),
+) -> Tensor:
+    """Projected gradient ascent (or descent if ``targeted``) on ``loss_fn(model(x_adv), target)``.
+
+    Each step is ``x <- Proj_{B(x0, eps) ∩ box}(x ± step_size * s(∇_x L))`` with ``s`` the sign for
+    L-inf and the per-sample normalised gradient for L2 (Madry et al., Eq. 2.1; Ilyas et al., Eq. 7).
+    An infinite ``eps`` (``float("inf")``) gives the unconstrained optimisation of Ilyas et al.'s
+    Eq. 6 (representation inversion) with only the pixel box.
+
+    Args:
+        model: maps a batch in [0, 1] pixel space to an output (logits, features, ...).
+        x: clean inputs (B, ...).
+        target: passed untouched to ``loss_fn`` (labels, target classes, clean probabilities,
+            target features...).
+        eps: radius of the threat model; a float or a per-sample tensor of shape (B,).
+        step_size: step length (in the ``norm``); a float or a per-sample (B,) tensor.
+        steps: number of gradient steps (0 returns the projected random start).
+        norm: "linf" or "l2".
+        loss_fn: ``loss_fn(output, target) -> (B,)`` per-sample loss; cross-entropy by default.
+        targeted: False ascends the loss (untargeted attack); True descends it (toward ``target``).
+        random_start: "uniform" (L-inf box), "sphere" / "ball" (on / inside the L2 ball),
+            "normal" (``x + init_std * N(0, I)``) or None (start at ``x``).
+        init_std: standard deviation of the "normal" start.
+        keep_best: return, per sample, the iterate with the best loss seen (highest, or lowest if
+            ``targeted``) instead of the last one.
+        clamp: the valid pixel box ``(low, high)``, or None for no box.
+
+    Returns:
+        the adversarial batch, detached, same shape and dtype as ``x``.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+    if random_start not in RANDOM_STARTS[norm]:
+        raise ValueError(f"random_start for norm={norm!r} must be one of {RANDOM_STARTS[norm]}; got {random_start!r}")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor in pixel space; got dtype {x.dtype}")
+    loss_fn = loss_fn or _cross_entropy
+    direction = -1.0 if targeted else 1.0
+
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            # clone out of inference mode: inference tensors cannot take part in autograd
+            x0 = x.detach().clone()
+            if isinstance(target, Tensor):
+                target = target.detach().clone()
+            eps_t = _per_sample(eps, x0, "eps")
+            step_t = _per_sample(step_size, x0, "step_size")
+
+            def constrain(x_new: Tensor) -> Tensor:
+                x_new = x0 + project(x_new - x0, eps_t, norm)
+                return x_new.clamp(*clamp) if clamp is not None else x_new
+
+            def batch_loss(x_in: Tensor) -> Tensor:
+                loss = loss_fn(model(x_in), target)
+                if loss.shape != (x0.shape[0],):
+                    raise ValueError(f"loss_fn must return a per-sample loss of shape (B,)=({x0.shape[0]},); "
+                                     f"got {tuple(loss.shape)} (use reduction='none')")
+                return loss
+
+            x_adv = constrain(x0 + random_delta(x0, eps_t, random_start, init_std)).detach()
+            best_x, best_loss = x_adv.clone(), None
+
+            def remember(x_cur: Tensor, loss: Tensor) -> None:
+                nonlocal best_x, best_loss
+                loss = loss.detach()
+                if best_loss is None:
+                    best_x, best_loss = x_cur.clone(), loss.clone()
+                    return
+                better = loss < best_loss if targeted else loss > best_loss
+                best_loss = torch.where(better, loss, best_loss)
+                best_x = torch.where(better.view((-1,) + (1,) * (x0.dim() - 1)), x_cur, best_x)
+
+            for _ in range(int(steps)):
+                x_adv.requires_grad_(True)
+                loss = batch_loss(x_adv)
+                (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+                x_adv = x_adv.detach()
+                if keep_best:
+                    remember(x_adv, loss)
+                x_adv = constrain(x_adv + direction * step_t * normalized_step(grad, norm)).detach()
+            if keep_best:
+                with torch.no_grad():
+                    remember(x_adv, batch_loss(x_adv))
+                x_adv = best_x
+            return x_adv.detach()
+    finally:
+        if was_training is not None:
+            model.train(was_training)
