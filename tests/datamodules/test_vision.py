@@ -112,3 +112,11 @@ def test_image_folder_in_memory_matches_disk(tmp_path):
         assert torch.allclose(disk.test_set[i][0], memory.test_set[i][0], atol=1e-6)
     # a second datamodule reads the decoded cache written by the first
     assert any(p.name.startswith(".zerosum-cache-test") for p in tmp_path.iterdir())
+
+
+def test_val_size_count_given_as_float_from_yaml():
+    dm = SyntheticDataModule(num_train=200, val_size=50.0)
+    dm.setup()
+    assert len(dm.val_set) == 50 and len(dm.train_set) == 150
+    with pytest.raises(ValueError, match="val_size"):
+        SyntheticDataModule(val_size=2.5)

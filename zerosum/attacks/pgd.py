@@ -195,3 +195,51 @@ def pgd(
     finally:
         if was_training is not None:
             model.train(was_training)
+
+
+class PGD:
+    """PGD settings bundled for modules and callbacks (``PGD(norm="l2", eps=0.5)(model, x, y)``).
+
+    Defaults follow Madry et al. as used by Ilyas et al.: ``step_size = 2.5 * eps / steps`` and a
+    random start (uniform in the L-inf box, on the sphere for L2). ``random_start`` may also be a
+    name accepted by :func:`pgd` or False. Extra keyword arguments of :func:`pgd` (``loss_fn``,
+    ``targeted``, ...) pass through ``__call__``.
+    """
+
+    def __init__(self, norm: str = "linf", eps: float = 8 / 255, steps: int = 7, step_size: Optional[float] = None,
+                 random_start: Union[bool, str, None] = True, keep_best: bool = False,
+                 clamp: Optional[tuple[float, float]] = (0.0, 1.0)):
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+        if eps < 0 or steps < 0:
+            raise ValueError(f"eps and steps must be >= 0; got eps={eps}, steps={steps}")
+        if random_start is True:
+            random_start = "uniform" if norm == "linf" else "sphere"
+        elif random_start is False:
+            random_start = None
+        if random_start not in RANDOM_STARTS[norm]:
+            raise ValueError(f"random_start for norm={norm!r} must be True, False or one of {RANDOM_STARTS[norm]}; "
+                             f"got {random_start!r}")
+        self.norm, self.eps, self.steps, self.random_start = norm, float(eps), int(steps), random_start
+        self.step_size = float(step_size) if step_size is not None else (2.5 * eps / steps if steps else 0.0)
+        self.keep_best, self.clamp = keep_best, clamp
+
+    @property
+    def active(self) -> bool:
+        """False when the attack is the identity (eps or steps zero): standard training / evaluation."""
+        return self.eps > 0 and self.steps > 0
+
+    def settings(self) -> dict:
+        return {"norm": self.norm, "eps": self.eps, "steps": self.steps, "step_size": self.step_size,
+                "random_start": self.random_start, "keep_best": self.keep_best}
+
+    def __call__(self, model, x: Tensor, target, **kwargs) -> Tensor:
+        if not self.active:
+            return x.detach()
+        options = dict(eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm,
+                       random_start=self.random_start, keep_best=self.keep_best, clamp=self.clamp)
+        options.update(kwargs)
+        return pgd(model, x, target, **options)
+
+    def __repr__(self) -> str:
+        return f"PGD({', '.join(f'{k}={v!r}' for k, v in self.settings().items())})"

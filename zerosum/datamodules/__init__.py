@@ -1,8 +1,11 @@
 """LightningDataModules. Every batch is ``(x, y, index)``."""
 
+from zerosum.datamodules.constructed import ConstructedDataModule
 from zerosum.datamodules.digits import DigitsDataModule
 from zerosum.datamodules.folder import ImageFolderDataModule
+from zerosum.datamodules.pool import ActivePoolDataModule, EpochShuffleSampler
 from zerosum.datamodules.indexed import IndexedDataset, Subset, TensorImageDataset, dataset_targets
+from zerosum.datamodules.scenario import ScenarioDataModule
 from zerosum.datamodules.synthetic import SyntheticDataModule
 from zerosum.datamodules.torchvision_sets import (
     CIFAR10DataModule,
@@ -15,7 +18,8 @@ from zerosum.datamodules.torchvision_sets import (
 from zerosum.datamodules.vision import DataNotFoundError, VisionDataModule
 
 __all__ = [
-    "CIFAR10DataModule", "CIFAR100DataModule", "DataNotFoundError", "DigitsDataModule", "FashionMNISTDataModule",
+    "ActivePoolDataModule", "EpochShuffleSampler",
+    "CIFAR10DataModule", "ConstructedDataModule", "CIFAR100DataModule", "DataNotFoundError", "DigitsDataModule", "FashionMNISTDataModule",
     "ImageFolderDataModule", "IndexedDataset", "MNISTDataModule", "STL10DataModule", "SVHNDataModule", "Subset",
-    "SyntheticDataModule", "TensorImageDataset", "VisionDataModule", "dataset_targets",
+    "ScenarioDataModule", "SyntheticDataModule", "TensorImageDataset", "VisionDataModule", "dataset_targets",
 ]

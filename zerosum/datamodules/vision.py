@@ -73,7 +73,7 @@ class VisionDataModule(L.LightningDataModule):
         root: str = "data",
         batch_size: int = 128,
         num_workers: int = 0,
-        val_size: Union[float, int] = 0.1,
+        val_size: Union[int, float] = 0.1,
         seed: int = 0,
         augment: bool = True,
         normalize: bool = True,
@@ -88,8 +88,8 @@ class VisionDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if not (0 <= val_size < 1 or (isinstance(val_size, int) and val_size >= 1)):
-            raise ValueError(f"val_size must be a fraction in [0, 1) or a count >= 1, got {val_size}")
+        if val_size < 0 or (val_size >= 1 and val_size != int(val_size)):
+            raise ValueError(f"val_size must be a fraction in [0, 1) or a whole count >= 1, got {val_size}")
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

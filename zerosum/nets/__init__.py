@@ -2,6 +2,10 @@
 
 from zerosum.nets.base import FeatureClassifier
 from zerosum.nets.normalized import Normalized
+from zerosum.nets.projection import MLPHead
+from zerosum.nets.unet import MaskUNet
+from zerosum.nets.discriminator import LatentDiscriminator
+from zerosum.nets.vae import BetaVAE
 from zerosum.nets.registry import NETS, build_net, register_net
 from zerosum.nets.resnet_cifar import CifarResNet, resnet18_cifar, resnet34_cifar
 from zerosum.nets.small_cnn import SmallCNN
@@ -12,3 +16,10 @@ __all__ = [
     "NETS", "CifarResNet", "FeatureClassifier", "Normalized", "SmallCNN", "TorchvisionNet", "VGG16BN", "build_net",
     "register_net", "resnet18_cifar", "resnet34_cifar",
 ]
+__all__ += ["MLPHead", "MaskUNet"]
+__all__ += ["BetaVAE", "LatentDiscriminator"]
+
+from zerosum.nets.meta_net import MetaNet  # noqa: E402
+from zerosum.nets.preact_resnet import PreActResNet, preact_resnet18  # noqa: E402
+
+__all__ += ["MetaNet", "PreActResNet", "preact_resnet18"]

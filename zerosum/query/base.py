@@ -16,8 +16,41 @@ import torch
 
 
 class QueryStrategy(ABC):
-    """Chooses which unlabeled pool samples to label next."""
+    """Chooses which unlabeled pool samples to label next.
+
+    Optional hooks: :meth:`state_dict` / :meth:`load_state_dict` (saved in the
+    :class:`~zerosum.callbacks.ActiveLearning` callback's checkpoint state) for strategies that keep
+    state between rounds.
+    """
 
     @abstractmethod
     def select(self, trainer: L.Trainer, module: L.LightningModule, pool, budget: int) -> torch.Tensor:
         """Return ``budget`` distinct unlabeled pool indices (a long tensor), identical on every rank."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+    @staticmethod
+    def check_budget(pool, budget: int) -> int:
+        """``budget`` as an int, or a clear error if it is not positive or exceeds the unlabeled pool."""
+        return check_budget(budget, pool.num_unlabeled)
+
+
+def check_budget(budget, remaining: int) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, torch.Tensor)) or int(budget) != budget:
+        raise TypeError(f"budget must be an int number of samples, got {budget!r}")
+    budget = int(budget)
+    if budget <= 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    if budget > remaining:
+        raise ValueError(f"budget={budget} is larger than the remaining unlabeled pool ({remaining} samples)")
+    return budget
+
+
+def top_k(scores: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``indices`` of the ``k`` highest ``scores``; ties go to the smaller position (stable)."""
+    order = torch.sort(scores.float().cpu(), descending=True, stable=True).indices[:k]
+    return indices.cpu()[order]

@@ -1,0 +1,128 @@
+"""Online linear probe: a linear classifier trained on detached features while any self-supervised
+module trains (the SimCLR/BYOL/ADIOS "online classifier"), with its own optimizer stepped here."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def batch_images(batch) -> torch.Tensor:
+    """The images of a batch; of a multi-view batch, the first view."""
+    x = batch[0]
+    return x[0] if isinstance(x, (list, tuple)) else x
+
+
+def step_features(pl_module: L.LightningModule, outputs: Any, batch) -> torch.Tensor:
+    """Detached features of a batch: ``outputs["features"]`` when the step returned them (no extra
+    forward), else ``pl_module.features(x)`` under ``no_grad``."""
+    if isinstance(outputs, dict) and outputs.get("features") is not None:
+        return outputs["features"].detach()
+    if not hasattr(pl_module, "features"):
+        raise AttributeError(f"{type(pl_module).__name__} has no features(x) and its step returns no 'features'")
+    with torch.no_grad():
+        return pl_module.features(batch_images(batch)).detach()
+
+
+class OnlineLinearProbe(L.Callback):
+    """Trains ``Linear(feature_dim, num_classes)`` on every training batch's detached features
+    (samples with label < 0, e.g. STL-10's unlabeled split, are ignored) and logs
+    ``probe/train_acc``, ``probe/val_acc`` and ``probe/test_acc``. The probe's gradients are averaged
+    over DDP ranks, so its weights stay identical everywhere. The encoder never sees its loss.
+
+    Args:
+        num_classes: default: the datamodule's ``num_classes``.
+        lr / momentum / weight_decay: the probe's SGD.
+        seed: seed of the probe's initialisation (the same on every rank).
+    """
+
+    def __init__(self, num_classes: Optional[int] = None, lr: float = 0.1, momentum: float = 0.9,
+                 weight_decay: float = 0.0, seed: int = 0):
+        if lr <= 0:
+            raise ValueError(f"OnlineLinearProbe: lr must be positive, got {lr}")
+        self.num_classes, self.lr, self.momentum, self.weight_decay, self.seed = num_classes, lr, momentum, weight_decay, seed
+        self.linear: Optional[nn.Linear] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._pending_state: Optional[dict] = None
+        self._counts: dict[str, torch.Tensor] = {}
+
+    def _ensure(self, trainer: L.Trainer, dim: int, device: torch.device) -> nn.Linear:
+        if self.linear is None:
+            classes = self.num_classes or getattr(trainer.datamodule, "num_classes", None)
+            if classes is None:
+                raise ValueError("OnlineLinearProbe: set num_classes (the datamodule has no num_classes)")
+            fork = torch.random.fork_rng(devices=[])
+            with fork:
+                torch.manual_seed(self.seed)
+                self.linear = nn.Linear(dim, classes)
+            self.linear.to(device)
+            self.optimizer = torch.optim.SGD(self.linear.parameters(), lr=self.lr, momentum=self.momentum,
+                                             weight_decay=self.weight_decay)
+            if self._pending_state is not None:
+                self.linear.load_state_dict(self._pending_state["linear"])
+                self.optimizer.load_state_dict(self._pending_state["optimizer"])
+                self._pending_state = None
+        return self.linear
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        h = step_features(pl_module, outputs, batch).float()
+        y = batch[1].to(h.device)
+        linear = self._ensure(trainer, h.shape[1], h.device)
+        keep = y >= 0
+        with torch.enable_grad(), torch.inference_mode(False):
+            logits = linear(h.clone())
+            loss = F.cross_entropy(logits[keep], y[keep]) if keep.any() else 0.0 * logits.sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        grads = [p.grad for p in linear.parameters()]
+        if trainer.world_size > 1:
+            flat = trainer.strategy.reduce(torch.cat([g.flatten() for g in grads]), reduce_op="mean")
+            for g, new in zip(grads, flat.split([g.numel() for g in grads])):
+                g.copy_(new.view_as(g))
+        self.optimizer.step()
+        if keep.any():
+            acc = (logits.detach()[keep].argmax(1) == y[keep]).float().mean()
+            pl_module.log_dict({"probe/train_loss": loss.detach(), "probe/train_acc": acc}, on_step=False, on_epoch=True)
+
+    def _eval_batch(self, stage, trainer, pl_module, outputs, batch) -> None:
+        h = step_features(pl_module, outputs, batch).float()
+        y = batch[1].to(h.device)
+        linear = self._ensure(trainer, h.shape[1], h.device)
+        keep = y >= 0
+        with torch.no_grad():
+            correct = (linear(h)[keep].argmax(1) == y[keep]).sum()
+        counts = self._counts.setdefault(stage, torch.zeros(2, device=h.device))
+        counts += torch.stack([correct.float(), keep.sum().float()])
+
+    def _eval_end(self, stage, trainer, pl_module) -> None:
+        counts = self._counts.pop(stage, None)
+        if counts is None or trainer.sanity_checking:
+            return
+        counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        if counts[1] > 0:
+            pl_module.log(f"probe/{stage}_acc", counts[0] / counts[1], prog_bar=True)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._eval_batch("val", trainer, pl_module, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._eval_batch("test", trainer, pl_module, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._eval_end("val", trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._eval_end("test", trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        if self.linear is None:
+            return {}
+        return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict:
+            self._pending_state = state_dict

@@ -1,0 +1,107 @@
+"""Offline linear evaluation of a frozen self-supervised encoder (the standard protocol of SimCLR,
+Chen et al. 2020, Sec. 4 and ADIOS, Shi et al. 2022, Sec. 4)."""
+
+from __future__ import annotations
+
+import importlib
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def linear_sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def load_module(ckpt_path: str, module_class: str) -> L.LightningModule:
+    module_path, _, name = module_class.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_path), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"module_class={module_class!r} is not an importable LightningModule class") from err
+    try:
+        return cls.load_from_checkpoint(ckpt_path, map_location="cpu")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint") from err
+
+
+class LinearEval(L.LightningModule):
+    """A linear classifier on the frozen ``features(x)`` of a checkpointed module (e.g. ADIOS).
+
+    The encoder stays in eval mode (BatchNorm statistics frozen) and receives no gradient; only
+    ``self.linear`` is trained (cross-entropy, cosine schedule over ``max_epochs``).
+
+    Args:
+        ckpt_path: a Lightning checkpoint of ``module_class``.
+        num_classes: linked from the datamodule.
+        module_class: import path of the checkpoint's LightningModule.
+        feature_norm: standardise the features with a parameter-free BatchNorm before the linear
+            layer (as MAE's linear probing; cumulative statistics, momentum=None); still a linear classifier.
+    """
+
+    def __init__(self, ckpt_path: str, num_classes: int, module_class: str = "zerosum.modules.ADIOS",
+                 optimizer: OptimizerCallable = linear_sgd, cosine: bool = True, feature_norm: bool = True):
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.backbone = load_module(ckpt_path, module_class)
+        if not hasattr(self.backbone, "features"):
+            raise ValueError(f"{module_class} has no features(x) method to evaluate")
+        self.backbone.requires_grad_(False).eval()
+        with torch.no_grad():
+            dim = self._probe_dim()
+        self.norm = nn.BatchNorm1d(dim, affine=False, momentum=None) if feature_norm else nn.Identity()
+        self.linear = nn.Linear(dim, num_classes)
+        self.optimizer = optimizer
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def _probe_dim(self) -> int:
+        enc = getattr(self.backbone, "encoder", None)
+        if enc is not None and hasattr(enc, "feature_dim"):
+            return enc.feature_dim
+        hp = self.backbone.hparams
+        x = torch.zeros(2, hp.get("in_channels", 3), hp.get("image_size", 32), hp.get("image_size", 32))
+        return self.backbone.features(x).shape[1]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = self.backbone.features(x)
+        return self.linear(self.norm(h))
+
+    def _step(self, batch, metric, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        if isinstance(x, (list, tuple)):
+            x = x[0]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        self.log(f"{stage}/loss", loss, sync_dist=stage != "train", prog_bar=stage == "train")
+        self.log(f"{stage}/acc", metric, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int):
+        return self._step(batch, self.train_acc, "train")
+
+    def validation_step(self, batch, batch_idx: int):
+        self._step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx: int):
+        self._step(batch, self.test_acc, "test")
+
+    def configure_optimizers(self):
+        opt = self.optimizer(self.linear.parameters())
+        if not self.hparams.cosine:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
