@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from tests.helpers.active_learning import CrashAt, CrashingStrategy, TinyModule, ddp_selection_extra, synthetic_pool
+from tests.helpers.active_learning import (CrashAt, CrashingStrategy, KeepSideModule, TinyModule, ddp_selection_extra,
+                                          synthetic_pool)
 from tests.helpers.ddp import RankSnapshot, ddp_trainer, load_snapshots
 from zerosum.callbacks import ActiveLearning
 from zerosum.modules import Classifier
@@ -84,6 +85,49 @@ def test_no_reinit_keeps_training(tmp_path):
     _fit(tmp_path, callbacks=[probe], reinit=False, rounds=2)
     weights, opt_state, _ = probe.starts[2]  # the second round continues from the first
     assert opt_state > 0 and not torch.equal(weights["head.weight"], probe.starts[0][0]["head.weight"])
+
+
+class SideProbe(L.Callback):
+    """Weights, optimizers and the side optimizer's state at epoch starts and after round 0's batches."""
+
+    def __init__(self):
+        self.starts = {}
+
+    def _snap(self, trainer, module):
+        opts = trainer.optimizers
+        return ({k: v.clone() for k, v in module.state_dict().items()}, [(o, len(o.state)) for o in opts],
+                {k: v.clone() for k, v in opts[1].state[module.side.weight].items()} if opts[1].state else {})
+
+    def on_train_epoch_start(self, trainer, module):
+        self.starts[trainer.current_epoch] = self._snap(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1:  # the last one is the state just before round 0's reset
+            self.end_of_round_0 = self._snap(trainer, module)
+
+
+def test_keep_across_rounds_keeps_a_child_and_its_optimizer_state(tmp_path):
+    probe = SideProbe()
+    _, module, pool, _ = _fit(tmp_path, callbacks=[probe], rounds=2, module=KeepSideModule)
+    assert pool.num_labeled == 18
+    init, _, init_side_opt = probe.starts[0]
+    before, old_opts, side_opt_state = probe.end_of_round_0
+    after, new_opts, side_opt_after = probe.starts[2]  # round 1 starts after the reset
+    # the other children are back to their initial weights, with a fresh optimizer
+    for k in init:
+        if not k.startswith("side."):
+            assert torch.equal(after[k], init[k]) and not torch.equal(before[k], init[k]), k
+    assert new_opts[0][0] is not old_opts[0][0] and new_opts[0][1] == 0 and old_opts[0][1] > 0
+    # the kept child is untouched, and its (rebuilt) optimizer has the old state
+    for k in ("side.weight", "side.bias", "side.steps"):
+        assert torch.equal(after[k], before[k]) and not torch.equal(after[k], init[k]), k
+    assert new_opts[1][0] is not old_opts[1][0] and new_opts[1][1] == old_opts[1][1] == 2 and not init_side_opt
+    assert side_opt_after.keys() == side_opt_state.keys() == {"step", "exp_avg", "exp_avg_sq"}
+    assert all(torch.equal(side_opt_after[k], side_opt_state[k]) for k in side_opt_state)
+    # and training goes on from there
+    assert int(module.side.steps) > int(after["side.steps"])
+    with pytest.raises(ValueError, match="keep_across_rounds names"):
+        ActiveLearning._kept(type("Typo", (KeepSideModule,), {"keep_across_rounds": ("sied",)})())
 
 
 def _classifier():  # with validation, batch norm and dropout: resume must replay the RNG too

@@ -43,6 +43,36 @@ class TinyModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
+class KeepSideModule(TinyModule):
+    """TinyModule plus a ``side`` child (with a buffer) that ActiveLearning's reset must keep, each
+    part with its own Adam optimizer (manual optimization)."""
+
+    keep_across_rounds = ("side",)
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.side = nn.Linear(4, 4)
+        self.side.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def training_step(self, batch, batch_idx):
+        opt_main, opt_side = self.optimizers()
+        loss = F.cross_entropy(self(batch[0]), batch[1])
+        opt_main.zero_grad()
+        self.manual_backward(loss)
+        opt_main.step()
+        side_loss = (self.side(torch.ones(1, 4, device=self.device)) - 1).pow(2).sum()
+        opt_side.zero_grad()
+        self.manual_backward(side_loss)
+        opt_side.step()
+        self.side.steps += 1
+        return loss.detach()
+
+    def configure_optimizers(self):
+        main = [p for name, p in self.named_parameters() if not name.startswith("side.")]
+        return [torch.optim.Adam(main, lr=self.lr), torch.optim.Adam(self.side.parameters(), lr=self.lr)]
+
+
 def synthetic_pool(num_train: int = 101, initial: int = 10, seed: int = 0, **kwargs) -> ActivePoolDataModule:
     dm = SyntheticDataModule(num_train=num_train, num_test=40, num_classes=4, image_size=8, batch_size=16,
                              val_size=0.1, noise=0.6)

@@ -43,20 +43,53 @@ def test_no_agent_update_before_warmup():
     assert m.agent_step() is not None
 
 
-def test_remembered_agent_survives_reset_and_goes_into_checkpoints():
+class _Strategy:
+    def setup_optimizers(self, trainer):
+        trainer.optimizers = trainer.lightning_module.configure_optimizers()
+
+
+def test_callback_reset_restarts_classifiers_but_keeps_the_agent_and_its_optimizers():
+    from types import SimpleNamespace
+
+    from torch.nn import functional as F
+
+    from zerosum.callbacks import ActiveLearning
+    from zerosum.query import RandomStrategy
+
     m = make()
     init = {k: v.clone() for k, v in m.state_dict().items()}
+    trainer = SimpleNamespace(lightning_module=m, strategy=_Strategy(), optimizers=m.configure_optimizers())
+    opt_net, opt_sel, opt_a, opt_c = trainer.optimizers
+    # a classifier step (SGD momentum state) and an agent step (Adam state)
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 4, (8,))
+    F.cross_entropy(m.net(x), y).add(F.cross_entropy(m.selection_net(x), y)).backward()
+    opt_net.step(), opt_sel.step()
     fill(m)
-    m.agent_step()
-    trained = m.state_dict()["agent.actor.net.0.weight"].clone()
-    m.remember_agent()
-    m.load_state_dict(init)  # what ActiveLearning(reinit=True) does after a query
-    ckpt = {"state_dict": m.state_dict()}
-    m.on_save_checkpoint(ckpt)
-    assert torch.equal(ckpt["state_dict"]["agent.actor.net.0.weight"], trained)
-    assert int(ckpt["state_dict"]["replay.size"]) == 6
-    m.restore_agent()
-    assert torch.equal(m.agent.actor.net[0].weight, trained) and len(m.replay) == 6
+    m.agent.update(m.replay.sample(4, torch.Generator().manual_seed(0)), opt_a, opt_c)
+    assert opt_net.state and opt_sel.state
+    kept = {k: v.clone() for k, v in m.state_dict().items() if k.startswith(("agent.", "replay.", "noise."))}
+    actor_w = m.agent.actor.net[0].weight
+    assert not torch.equal(kept["agent.actor.net.0.weight"], init["agent.actor.net.0.weight"])
+    exp_avg_a = opt_a.state[actor_w]["exp_avg"].clone()
+    exp_avg_c = opt_c.state[m.agent.critic.net[0].weight]["exp_avg"].clone()
+
+    al = ActiveLearning(RandomStrategy(), rounds=2, epochs_per_round=1, budget=1)
+    al._init_state = init  # (holds the agent's initial entries too: the reset must skip them)
+    al._reset(trainer, m)
+
+    state = m.state_dict()
+    for k, v in init.items():
+        if k.startswith(("net.", "selection_net.")):
+            assert torch.equal(state[k], v), k  # classifiers back to their initial weights
+    for k, v in kept.items():
+        assert torch.equal(state[k], v), k  # agent, replay, noise untouched
+    assert len(m.replay) == 6
+    new_net, new_sel, new_a, new_c = trainer.optimizers
+    assert new_net is not opt_net and not new_net.state and not new_sel.state  # fresh classifier optimisers
+    assert new_a is not opt_a and new_c is not opt_c
+    assert torch.equal(new_a.state[actor_w]["exp_avg"], exp_avg_a)  # agent optimiser state carried over
+    assert torch.equal(new_c.state[m.agent.critic.net[0].weight]["exp_avg"], exp_avg_c)
+    assert new_a.param_groups[0]["params"][0] is actor_w
 
 
 def test_agent_is_outside_ddp_and_selector_choice():

@@ -10,7 +10,10 @@ callback
 3. writes ``rounds.csv``, ``labeled.json`` and ``learning_curve.png`` atomically (temp file +
    ``os.replace``) and logs ``active/*`` scalars against the number of labels,
 4. resets the weights to their initial values and rebuilds the optimizers and schedulers
-   (``reinit=True``, as VAAL's code retrains from scratch every split), and
+   (``reinit=True``, as VAAL's code retrains from scratch every split), except for the top-level
+   children a module names in its class attribute ``keep_across_rounds`` (e.g. SRAL's RL agent,
+   which learns across rounds): those keep their weights, and the optimizers over only their
+   parameters keep their state, and
 5. asks Lightning to reload the train dataloader, so the next epoch iterates the new labeled set.
 
 Why this design: Lightning 2.x has no custom loops, and one ``fit`` keeps everything Lightning gives
@@ -85,7 +88,12 @@ class ActiveLearning(L.Callback):
         epochs_per_round: training epochs per round.
         budget: samples labeled per query: a count (int >= 1) or a fraction in (0, 1) of the training
             split (VAAL: 0.05).
-        reinit: reset weights (to the initial ones) and optimizers/schedulers after every query.
+        reinit: reset weights (to the initial ones) and optimizers/schedulers after every query. A
+            module may declare ``keep_across_rounds: tuple[str, ...]``, names of top-level children
+            (submodules, or parameters/buffers named up to their first ``.``) that the reset leaves
+            alone; a rebuilt optimizer whose parameters all lie in kept children (the same parameters,
+            in the same order, as the old optimizer at its position) gets the old one's state back.
+            Schedulers are always rebuilt.
         eval_split: split evaluated at every round's end: ``"test"`` or ``"val"``.
         output_dir: where ``rounds.csv``, ``labeled.json`` and ``learning_curve.png`` go (default: the
             trainer's ``log_dir``).
@@ -165,8 +173,10 @@ class ActiveLearning(L.Callback):
         self._user_reload = trainer.reload_dataloaders_every_n_epochs
         if self.seed is None:
             self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        if self.reinit and self._init_state is None:
-            self._init_state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        if self.reinit and self._init_state is None:  # (what keep_across_rounds keeps is never reset)
+            keep = self._kept(pl_module)
+            self._init_state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
+                                if k.split(".")[0] not in keep}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pool = self._pool(trainer)
@@ -238,11 +248,50 @@ class ActiveLearning(L.Callback):
             trainer.reload_dataloaders_every_n_epochs = 1  # next epoch iterates the new labeled set
         trainer.strategy.barrier("active_learning_round_end")
 
+    @staticmethod
+    def _kept(module: L.LightningModule) -> tuple[str, ...]:
+        """The module's ``keep_across_rounds`` names, checked against its top-level names."""
+        keep = getattr(module, "keep_across_rounds", ())
+        keep = (keep,) if isinstance(keep, str) else tuple(keep)
+        top = {name.split(".")[0] for name, _ in module.named_children()}
+        top |= {k.split(".")[0] for k in module.state_dict()}
+        top |= {name.split(".")[0] for name, _ in module.named_parameters()}
+        unknown = [k for k in keep if k not in top]
+        if unknown:
+            raise ValueError(f"{type(module).__name__}.keep_across_rounds names {unknown}, which are not top-level "
+                             f"children, parameters or buffers of the module (those are {sorted(top)})")
+        return keep
+
     def _reset(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Initial weights and fresh optimizers/schedulers, except what ``keep_across_rounds`` keeps."""
         assert self._init_state is not None
+        keep = self._kept(module)
+
+        def kept(name: str) -> bool:
+            return name.split(".")[0] in keep
+
+        state = {k: v for k, v in self._init_state.items() if not kept(k)}
         with torch.no_grad():
-            module.load_state_dict(self._init_state)
+            missing, unexpected = module.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not kept(k)]
+        if missing or unexpected:
+            raise RuntimeError(f"ActiveLearning could not reset {type(module).__name__} to its initial state: "
+                               f"missing keys {missing}, unexpected keys {unexpected}")
+
+        def param_ids(opt: torch.optim.Optimizer) -> list[list[int]]:
+            return [[id(p) for p in group["params"]] for group in opt.param_groups]
+
+        # the optimizer states to carry over: taken before the rebuild, matched by position afterwards
+        old = [(param_ids(opt), opt.state_dict()) for opt in trainer.optimizers] if keep else []
         trainer.strategy.setup_optimizers(trainer)  # fresh optimizers and schedulers
+        if not old:
+            return
+        kept_ids = {id(p) for name, p in module.named_parameters() if kept(name)}
+        for opt, (ids, opt_state) in zip(trainer.optimizers, old):
+            new_ids = param_ids(opt)
+            flat = [i for group in new_ids for i in group]
+            if flat and new_ids == ids and all(i in kept_ids for i in flat):
+                opt.load_state_dict(opt_state)
 
     # ---- outputs --------------------------------------------------------------------------------
     def resolved_output_dir(self, trainer: L.Trainer) -> str:

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.nets import build_net
 
 
@@ -18,7 +19,7 @@ def sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-class Classifier(L.LightningModule):
+class Classifier(LogitsEvaluation, L.LightningModule):
     """Cross-entropy training of ``net`` (a name from :mod:`zerosum.nets`).
 
     Args:
@@ -44,8 +45,7 @@ class Classifier(L.LightningModule):
         self.net: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
         self.optimizer, self.scheduler = optimizer, scheduler
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.init_accuracy(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -63,21 +63,6 @@ class Classifier(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch, metric: MulticlassAccuracy, stage: str) -> None:
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        metric(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), sync_dist=True)
-        self.log(f"{stage}/acc", metric, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_acc, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_acc, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(batch[0]).argmax(dim=1)
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.parameters())

@@ -20,7 +20,10 @@ its Adam optimisers are returned by ``configure_optimizers``, so a Lightning che
 agent too. Optimisation is manual: ``training_step`` steps the classifier optimisers; the strategy
 steps the actor and critic optimisers (``agent_optimizers``). The agent, replay and noise are kept out
 of DDP's gradient reduction and buffer broadcast (``_ddp_params_and_buffers_to_ignore``): they are
-updated outside ``training_step``, identically on every rank (see the strategy).
+updated outside ``training_step``, identically on every rank (see the strategy). They are also named
+in ``keep_across_rounds``, so :class:`~zerosum.callbacks.ActiveLearning`'s reset after each query
+restarts the classifiers but leaves the agent, its replay and noise, and the actor/critic optimiser
+state as they are.
 
 Default actor: ``mlp`` (5 fully connected layers, the structure section 4.1 reports for the
 experiments); ``actor: conv`` is section 2.2's 2 conv + pooling + 3 FC variant.
@@ -28,7 +31,6 @@ experiments); ``actor: conv`` is section 2.2's 2 conv + pooling + 3 FC variant.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Optional
 
 import lightning as L
@@ -36,8 +38,8 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
+from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.nets import build_net
 from zerosum.rl import DDPG, Critic, ReplayBuffer, build_actor, build_noise
 
@@ -52,7 +54,7 @@ def agent_adam(params, lr: float = 1e-4) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr)
 
 
-class SRAL(L.LightningModule):
+class SRAL(LogitsEvaluation, L.LightningModule):
     """Networks and agent state of SRAL.
 
     Args:
@@ -68,6 +70,9 @@ class SRAL(L.LightningModule):
         replay_capacity / replay_warmup / replay_batch_size: 3000 / 128 / 64.
         noise / noise_args: exploration noise (``gaussian`` default, or ``ou``), see :mod:`zerosum.rl.noise`.
     """
+
+    # the agent learns across rounds: ActiveLearning(reinit=True) resets only the classifiers
+    keep_across_rounds = ("agent", "replay", "noise")
 
     def __init__(
         self,
@@ -111,8 +116,7 @@ class SRAL(L.LightningModule):
         self.noise = build_noise(noise, n, **(noise_args or {}))
         self.optimizer, self.selection_optimizer = optimizer, selection_optimizer
         self.actor_optimizer, self.critic_optimizer = actor_optimizer, critic_optimizer
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.init_accuracy(num_classes)
         # updated outside training_step, identically on every rank: not DDP's business
         self._ddp_params_and_buffers_to_ignore = [
             f"{prefix}.{name}" for prefix, part in (("agent", self.agent), ("replay", self.replay), ("noise", self.noise))
@@ -150,18 +154,6 @@ class SRAL(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss.detach()
 
-    def _evaluate(self, batch, metric: MulticlassAccuracy, stage: str) -> None:
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        metric(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), sync_dist=True)
-        self.log(f"{stage}/acc", metric, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_acc, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_acc, "test")
 
     def configure_optimizers(self):
         opts = [self.optimizer(self.net.parameters())]
@@ -189,41 +181,3 @@ class SRAL(L.LightningModule):
         opt_a, opt_c = self.agent_optimizers()
         with torch.enable_grad():
             return self.agent.update(self.replay.sample(self.hparams.replay_batch_size, generator), opt_a, opt_c)
-
-    # ---- the agent survives the active-learning callback's weight reset -------------------------
-    # ActiveLearning(reinit=True) reloads the *whole* initial state_dict after each query (classifiers
-    # and agent alike) and rebuilds every optimiser. The classifiers should restart; the agent must
-    # not (it learns across rounds). So the strategy calls ``remember_agent`` at the end of ``select``
-    # and the agent is put back at the next epoch start; a checkpoint written in between stores the
-    # remembered agent, never the reset one.
-    _AGENT_PARTS = ("agent", "replay", "noise")
-
-    def _agent_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k.split(".")[0] in self._AGENT_PARTS}
-
-    def remember_agent(self) -> None:
-        opt_a, opt_c = self.agent_optimizers()
-        self._agent_memory = {"state": self._agent_state(),
-                              "optimizers": [copy.deepcopy(opt_a.state_dict()), copy.deepcopy(opt_c.state_dict())]}
-
-    def restore_agent(self) -> None:
-        memory = getattr(self, "_agent_memory", None)
-        if memory is None:
-            return
-        self._agent_memory = None
-        with torch.no_grad():
-            for k, v in memory["state"].items():
-                self.get_buffer(k).copy_(v) if k in dict(self.named_buffers()) else self.get_parameter(k).copy_(v)
-        for opt, state in zip(self.agent_optimizers(), memory["optimizers"]):
-            opt.load_state_dict(state)
-
-    def on_train_epoch_start(self) -> None:
-        self.restore_agent()
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        memory = getattr(self, "_agent_memory", None)
-        if memory is None:
-            return
-        checkpoint["state_dict"].update(memory["state"])
-        if "optimizer_states" in checkpoint and len(checkpoint["optimizer_states"]) >= 2:
-            checkpoint["optimizer_states"][-2:] = copy.deepcopy(memory["optimizers"])

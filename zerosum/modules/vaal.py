@@ -42,10 +42,10 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torchmetrics.classification import MulticlassAccuracy
 
 from zerosum.losses.pool_adversarial import PoolDiscriminatorLoss, VAEAdversarialLoss
 from zerosum.losses.vae_loss import BetaVAELoss
+from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.nets import build_net
 from zerosum.nets.discriminator import LatentDiscriminator
 from zerosum.nets.vae import BetaVAE
@@ -56,7 +56,7 @@ def adam(params, lr: float = 5e-4) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr)
 
 
-class VAAL(L.LightningModule):
+class VAAL(LogitsEvaluation, L.LightningModule):
     """Args:
         num_classes / in_channels / image_size: linked from the datamodule by the CLI.
         net / net_args: the task model (a name from :mod:`zerosum.nets`; the paper uses ``vgg16_bn``).
@@ -106,8 +106,7 @@ class VAAL(L.LightningModule):
         self.adversarial_loss = VAEAdversarialLoss()
         self.discriminator_loss = PoolDiscriminatorLoss()
         self.task_optimizer, self.vae_optimizer, self.disc_optimizer = task_optimizer, vae_optimizer, disc_optimizer
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.init_accuracy(num_classes)
 
     # ---- the task model is what the module predicts with --------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,21 +224,6 @@ class VAAL(L.LightningModule):
                 self.disc_optimizer(self.discriminator.parameters()))
 
     # ---- evaluation of the task model -------------------------------------------------------------
-    def _evaluate(self, batch, metric: MulticlassAccuracy, stage: str) -> None:
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        metric(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), sync_dist=True)
-        self.log(f"{stage}/acc", metric, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_acc, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_acc, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(batch[0]).argmax(dim=1)
 
 
 def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -177,7 +177,6 @@ class SRALStrategy(QueryStrategy):
             keep = ("agent.", "replay.", "noise.", "selection_net." if module.selection_net is not None else "net.")
             state = {k: v.detach().cpu() for k, v in module.state_dict().items() if k.startswith(keep)}
             module.load_state_dict(self._broadcast(trainer, state), strict=False)
-        module.remember_agent()
         self.last_stats = stats
         return torch.tensor(chosen, dtype=torch.long)
 
