@@ -233,10 +233,13 @@ class ActiveLearning(L.Callback):
                "queried": queried, "query_seconds": round(query_seconds, 4), "epoch": trainer.current_epoch}
         self.history.append(row)
         self.completed_rounds = r + 1
-        rank_zero_info(
-            f"[active] round {r}: labeled={labeled} {split}_acc={metrics['acc']:.4f} "
-            f"queried={queried} query_seconds={query_seconds:.2f}"
-        )
+        line = (f"[active] round {r}: labeled={labeled} {split}_acc={metrics['acc']:.4f} "
+                f"queried={queried} query_seconds={query_seconds:.2f}")
+        bar = trainer.progress_bar_callback
+        if bar is not None and trainer.is_global_zero:
+            bar.print(line)  # on its own line, not glued to the progress bar
+        elif bar is None:
+            rank_zero_info(line)
         for logger in trainer.loggers:
             logger.log_metrics({f"active/{split}_acc": metrics["acc"], f"active/{split}_loss": metrics["loss"],
                                 "active/query_seconds": query_seconds, "active/round": r}, step=labeled)
