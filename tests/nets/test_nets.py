@@ -34,3 +34,8 @@ def test_cifar_resnet18_keeps_resolution_in_stem():
 def test_unknown_net_names_the_choices():
     with pytest.raises(ValueError, match="small_cnn"):
         build_net("resnet9000", num_classes=2)
+
+
+def test_vgg_on_too_small_images_says_what_size_it_needs():
+    with pytest.raises(ValueError, match="32x32"):
+        build_net("vgg16_bn", num_classes=10, in_channels=1)(torch.randn(2, 1, 8, 8))

@@ -23,3 +23,9 @@ class VGG16BN(FeatureClassifier):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.backbone = nn.Sequential(*layers)
         self._make_head(512, num_classes, dropout)
+
+    def features(self, x):
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"vgg16_bn halves the image 5 times and needs at least 32x32 pixels, got "
+                             f"{tuple(x.shape[-2:])}; resize the data (e.g. DigitsDataModule image_size: 32)")
+        return self.backbone(x)
