@@ -24,9 +24,12 @@ def test_fit_then_test_saves_config_next_to_logs(tmp_path):
     run(args)  # a second run in the same folder is allowed
 
 
-@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
-def test_other_subcommands(subcommand):
-    main([subcommand, "--config", CONFIG, "--trainer.fast_dev_run=1"])
+@pytest.mark.parametrize("subcommand, metric", [("validate", "val/acc"), ("test", "test/acc"), ("predict", None)])
+def test_other_subcommands(subcommand, metric):
+    cli = run([subcommand, "--config", CONFIG, "--trainer.fast_dev_run=1"])
+    assert cli.trainer.state.fn == subcommand and cli.trainer.state.finished
+    if metric:
+        assert 0.0 <= float(cli.trainer.callback_metrics[metric]) <= 1.0
 
 
 def test_print_config_shows_class_paths(capsys):

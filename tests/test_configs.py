@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from zerosum.cli import main
+from zerosum.cli import main, run
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 EMBEDDED = ("DigitsDataModule", "SyntheticDataModule")
@@ -32,4 +32,6 @@ def test_config_parses(path, capsys):
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if is_small(p)], ids=config_id)
 def test_small_config_runs_fast_dev_run(path):
-    main(["fit", "--config", str(path), "--trainer.fast_dev_run=1"])
+    cli = run(["fit", "--config", str(path), "--trainer.fast_dev_run=1"])
+    assert cli.trainer.state.finished
+    assert cli.trainer.global_step > 0, "fit took no optimizer step"
