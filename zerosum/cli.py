@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import lightning as L
+import torch.distributed as dist
 from lightning.pytorch.cli import LightningCLI
 
 #: datamodule attribute -> model argument, linked after the datamodule is instantiated.
@@ -42,9 +43,22 @@ def run(args: Optional[list[str]] = None) -> ZerosumCLI:
     )
 
 
+def close_process_group() -> None:
+    """Wait for every rank, then destroy the default process group, if one is open.
+
+    Lightning destroys NCCL groups at exit but leaves gloo ones (CPU DDP) to interpreter shutdown,
+    where a group's threads can abort the process ("terminate called without an active exception")
+    after the work is done. Call it only once every rank has finished without error.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """Entry point of ``zerosum`` and ``python -m zerosum``; ``args`` replaces ``sys.argv[1:]``."""
     run(args)
+    close_process_group()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ tests use ``ddp_spawn`` with the gloo backend: each rank is a fresh process that
 trainer's module, datamodule and callbacks, so those must live in importable modules (not inside a
 test function). :class:`RankSnapshot` writes each rank's final parameters, buffers and any extra
 state to ``<dirpath>/rank<k>.pt`` so the test can compare ranks after the processes are gone.
+Every rank closes its gloo process group when the run ends; one left open to interpreter exit can
+abort a rank after the test's work is done.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Callable, Optional
 import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+
+from zerosum.cli import close_process_group
 
 
 def ddp_trainer(tmp_path, *, callbacks=(), find_unused_parameters: bool = False, **kwargs) -> L.Trainer:
@@ -29,7 +33,14 @@ def ddp_trainer(tmp_path, *, callbacks=(), find_unused_parameters: bool = False,
     defaults.update(kwargs)
     strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo",
                            find_unused_parameters=find_unused_parameters)
-    return L.Trainer(strategy=strategy, callbacks=list(callbacks), **defaults)
+    return L.Trainer(strategy=strategy, callbacks=[*callbacks, CloseProcessGroup()], **defaults)
+
+
+class CloseProcessGroup(L.Callback):
+    """Closes the process group in the last teardown hook, which a rank reaches only without error."""
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        close_process_group()
 
 
 class RankSnapshot(L.Callback):
