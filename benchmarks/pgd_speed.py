@@ -25,17 +25,17 @@ from zerosum.attacks import pgd
 from zerosum.nets import Normalized, SmallCNN
 
 
-def trained_model(device: str, epochs: int = 2):
+def trained_model(device: str):
     from zerosum.datamodules import DigitsDataModule, ImageFolderDataModule
 
     if Path("data/cifar10/train").is_dir():
         dm = ImageFolderDataModule(root="data/cifar10", image_size=32, in_memory=True, normalize=False, augment=False,
                                    max_train_samples=5000, batch_size=128, val_size=500,
                                    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
-        name = "cifar10_jpg (5k images)"
+        name, epochs = "cifar10_jpg (5k images)", 2
     else:
         dm = DigitsDataModule(image_size=32, channels=3, normalize=False, batch_size=128)
-        name = "digits 32x32x3"
+        name, epochs = "digits 32x32x3", 10  # ~10 steps an epoch: BatchNorm statistics need more than 2
     dm.setup("fit")
     torch.manual_seed(0)
     model = Normalized(SmallCNN(dm.num_classes, 3, width=32), dm.mean, dm.std).to(device)
@@ -46,7 +46,7 @@ def trained_model(device: str, epochs: int = 2):
             F.cross_entropy(model(x.to(device)), y.to(device)).backward()
             opt.step()
     model.eval()
-    return model, dm, name
+    return model, dm, f"{name}, {epochs} epochs"
 
 
 def main(argv=None) -> int:
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     x, y = xs[0].to(args.device), ys[0].to(args.device)
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean().item()
-    print(f"model: SmallCNN(width 32) trained 2 epochs on {data_name}; batch {len(x)}, device {args.device}, "
+    print(f"model: SmallCNN(width 32) trained on {data_name}; batch {len(x)}, device {args.device}, "
           f"torch threads {torch.get_num_threads()}, clean accuracy {100 * clean:.1f}%")
     settings = {"linf": dict(eps=2 / 255, alpha=0.5 / 255), "l2": dict(eps=0.25, alpha=0.05)}
     rows = []

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from zerosum.cli import main, run
 
@@ -12,6 +13,9 @@ EMBEDDED = ("DigitsDataModule", "SyntheticDataModule")
 
 def is_small(path: Path) -> bool:
     return any(name in path.read_text() for name in EMBEDDED)
+
+
+SMALL = [p for p in CONFIGS if is_small(p)]
 
 
 def config_id(path: Path) -> str:
@@ -30,8 +34,19 @@ def test_config_parses(path, capsys):
     assert "class_path" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if is_small(p)], ids=config_id)
+@pytest.mark.parametrize("path", SMALL, ids=config_id)
 def test_small_config_runs_fast_dev_run(path):
     cli = run(["fit", "--config", str(path), "--trainer.fast_dev_run=1"])
+    assert cli.trainer.state.finished
+    assert cli.trainer.global_step > 0, "fit took no optimizer step"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("path", SMALL, ids=config_id)
+def test_small_config_runs_on_gpu(path):
+    """Every game's module, callbacks and queries on one GPU (catches tensors left on the CPU)."""
+    cli = run(["fit", "--config", str(path), "--trainer.fast_dev_run=1",
+               "--trainer.accelerator=gpu", "--trainer.devices=1"])
+    assert cli.trainer.strategy.root_device.type == "cuda"
     assert cli.trainer.state.finished
     assert cli.trainer.global_step > 0, "fit took no optimizer step"

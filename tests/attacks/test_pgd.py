@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zerosum.attacks import pgd
+from zerosum.attacks import normalized_step, pgd, project
 from zerosum.nets import SmallCNN
 
 
@@ -56,6 +56,26 @@ def test_l2_step_has_requested_length(cnn):
     assert torch.allclose((x_adv - x).flatten(1).norm(dim=1), steps, rtol=1e-4)
     x_adv = pgd(cnn, x, y, eps=math.inf, step_size=0.01, steps=1, norm="linf", clamp=None)
     assert torch.allclose((x_adv - x).abs(), torch.full_like(x, 0.01), atol=1e-7)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_fused_steps_equal_the_textbook_projected_steps(cnn, norm, targeted):
+    """x <- clamp(x0 + Proj(x ± a s(grad) - x0), 0, 1), written out step by step (Madry et al. Eq. 2.1)."""
+    x, y = _batch()
+    view = (-1, 1, 1, 1)
+    eps, alpha = torch.tensor([0.0, 0.01, 0.05, 0.1, 0.5, 2.0]).view(view), 0.3
+    sign = -1.0 if targeted else 1.0
+    expected = x.clone()
+    cnn.eval()
+    for _ in range(3):
+        expected.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(cnn(expected), y, reduction="none").sum(), expected)
+        moved = expected.detach() + sign * alpha * normalized_step(grad, norm)
+        expected = (x + project(moved - x, eps, norm)).clamp(0, 1)
+    got = pgd(cnn, x, y, eps=eps.flatten(), step_size=alpha, steps=3, norm=norm, targeted=targeted)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.equal(got, x)
 
 
 def test_linear_model_closed_forms():

@@ -11,9 +11,10 @@ from zerosum.losses import trades_kl
 from zerosum.modules import CAAT
 
 
-def toy_data(noise_rate: float = 0.3, batch_size: int = 32, num_train: int = 320) -> ScenarioDataModule:
-    inner = SyntheticDataModule(batch_size=batch_size, num_train=num_train, num_classes=4, image_size=8, noise=0.3,
-                                normalize=False)
+def toy_data(noise_rate: float = 0.3, batch_size: int = 32, num_train: int = 320,
+             pixel_noise: float = 0.3) -> ScenarioDataModule:
+    inner = SyntheticDataModule(batch_size=batch_size, num_train=num_train, num_classes=4, image_size=8,
+                                noise=pixel_noise, normalize=False)
     return ScenarioDataModule(inner, noise="symmetric" if noise_rate else "none", noise_rate=noise_rate,
                               meta_per_class=8, seed=0)
 
@@ -79,19 +80,22 @@ def test_meta_gradient_is_nonzero():
 
 
 def test_planted_noisy_labels_end_with_lower_weights_than_clean_ones():
+    """Well-separated classes, 30% flipped labels, 3 epochs: the meta-net gives the flipped samples a
+    lower adversarial weight a. Measured before the network memorises the flipped labels (after
+    that they no longer stand out in zeta and the ranking fades toward chance)."""
     torch.manual_seed(0)
-    dm = toy_data(noise_rate=0.3)
+    dm = toy_data(noise_rate=0.3, pixel_noise=0.1)
     model = toy_caat(meta_temperature=1.0, meta_optimizer=partial(torch.optim.Adam, lr=1e-2))
-    quiet_trainer(max_epochs=6).fit(model, dm)
+    quiet_trainer(max_epochs=3).fit(model, dm)
     x = torch.stack([dm.train_set_eval[i][0] for i in range(len(dm.train_set_eval))])
     weights = model.sample_weights(x, dm.targets)
     assert dm.is_noisy.float().mean() == pytest.approx(0.3, abs=0.01)
     noisy_a, clean_a = weights[dm.is_noisy, 0], weights[~dm.is_noisy, 0]
     assert noisy_a.mean() < clean_a.mean(), (noisy_a.mean(), clean_a.mean())
-    # ranking, robust to the weights saturating: P(noisy weight < clean weight); chance is 0.5, and
-    # 0.6 is about 3 standard deviations above it for these group sizes
+    # ranking, robust to the weights saturating: P(noisy weight < clean weight), chance 0.5; over 14
+    # model seeds of this setup it ranged from 0.73 to 1.0 (0.99 for this one)
     auc = (noisy_a[:, None] < clean_a[None, :]).float().mean()
-    assert auc > 0.6, auc
+    assert auc > 0.7, auc
 
 
 def test_plain_batches_are_refused_with_a_clear_message():

@@ -53,9 +53,8 @@ def _flat_norm(t: Tensor) -> Tensor:
 def project(delta: Tensor, eps: Tensor, norm: str) -> Tensor:
     """Project ``delta`` onto the ``norm`` ball of radius ``eps`` (per sample)."""
     if norm == "linf":
-        return torch.maximum(torch.minimum(delta, eps), -eps)
-    scale = torch.clamp(eps / _flat_norm(delta).clamp_min(1e-12), max=1.0)
-    return delta * scale
+        return torch.clamp(delta, -eps, eps)
+    return delta * _l2_shrink(delta, eps)
 
 
 def normalized_step(grad: Tensor, norm: str) -> Tensor:
@@ -63,6 +62,11 @@ def normalized_step(grad: Tensor, norm: str) -> Tensor:
     if norm == "linf":
         return grad.sign()
     return grad / _flat_norm(grad).clamp_min(1e-12)
+
+
+def _l2_shrink(delta: Tensor, eps: Tensor) -> Tensor:
+    """Per-sample factor min(1, eps / ||delta||_2) that projects ``delta`` onto the L2 ball."""
+    return torch.clamp(eps / _flat_norm(delta).clamp_min(1e-12), max=1.0)
 
 
 def random_delta(x: Tensor, eps: Tensor, kind: Optional[str], init_std: float = 0.001) -> Tensor:
@@ -155,9 +159,27 @@ def pgd(
             eps_t = _per_sample(eps, x0, "eps")
             step_t = _per_sample(step_size, x0, "step_size")
 
-            def constrain(x_new: Tensor) -> Tensor:
-                x_new = x0 + project(x_new - x0, eps_t, norm)
-                return x_new.clamp(*clamp) if clamp is not None else x_new
+            # The projected step, fused into few full-size kernels (the per-sample factors are tiny):
+            # L-inf: Proj_{B(x0, eps) ∩ box} is an elementwise clamp to precomputed limits.
+            signed_step = direction * step_t
+            if norm == "linf":
+                lower, upper = x0 - eps_t, x0 + eps_t
+                if clamp is not None:
+                    lower, upper = lower.clamp_min(clamp[0]), upper.clamp_max(clamp[1])
+
+                def constrain(x_new: Tensor) -> Tensor:
+                    return torch.clamp(x_new, lower, upper)
+
+                def ascend(x_cur: Tensor, grad: Tensor) -> Tensor:
+                    return torch.addcmul(x_cur, grad.sign(), signed_step)
+            else:
+                def constrain(x_new: Tensor) -> Tensor:
+                    delta = x_new - x0
+                    x_new = torch.addcmul(x0, delta, _l2_shrink(delta, eps_t))
+                    return x_new.clamp(*clamp) if clamp is not None else x_new
+
+                def ascend(x_cur: Tensor, grad: Tensor) -> Tensor:
+                    return torch.addcmul(x_cur, grad, signed_step / _flat_norm(grad).clamp_min(1e-12))
 
             def batch_loss(x_in: Tensor) -> Tensor:
                 loss = loss_fn(model(x_in), target)
@@ -186,7 +208,7 @@ def pgd(
                 x_adv = x_adv.detach()
                 if keep_best:
                     remember(x_adv, loss)
-                x_adv = constrain(x_adv + direction * step_t * normalized_step(grad, norm)).detach()
+                x_adv = constrain(ascend(x_adv, grad)).detach()
             if keep_best:
                 with torch.no_grad():
                     remember(x_adv, batch_loss(x_adv))

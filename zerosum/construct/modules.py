@@ -134,6 +134,7 @@ class RobustFeatureDataset(DatasetConstruction):
         """The start image of sample ``i``: a seeded uniform choice among the other ``n - 1`` images."""
         g = torch.Generator().manual_seed(self.seed)
         offsets = torch.randint(1, n, (n,), generator=g) if n > 1 else torch.zeros(n, dtype=torch.long)
+        index = index.cpu()
         return (index + offsets[index]) % n
 
     def construct(self, x: Tensor, y: Tensor, index: Tensor) -> dict[str, Tensor]:
@@ -178,7 +179,7 @@ class NonRobustFeatureDataset(DatasetConstruction):
         if self.target == "det":
             return (y + 1) % self.num_classes
         g = torch.Generator().manual_seed(self.seed)
-        return torch.randint(0, self.num_classes, (n,), generator=g)[index]
+        return torch.randint(0, self.num_classes, (n,), generator=g)[index.cpu()].to(y.device)
 
     def construct(self, x: Tensor, y: Tensor, index: Tensor) -> dict[str, Tensor]:
         t = self.targets(y, index, self.shard_dataset().num_samples)
