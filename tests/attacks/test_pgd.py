@@ -78,6 +78,18 @@ def test_fused_steps_equal_the_textbook_projected_steps(cnn, norm, targeted):
     assert not torch.equal(got, x)
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_one_sided_box(norm):
+    """clamp=(low, None) bounds only from below: a linear score pushes every pixel up past 1."""
+    model = Linear1(torch.ones(1, 3, 4, 4))
+    x = torch.full((2, 3, 4, 4), 0.99)
+    x_adv = pgd(model, x, None, eps=1.0, step_size=0.5, steps=3, norm=norm, loss_fn=_value, clamp=(0.0, None))
+    assert x_adv.max() > 1.0 and x_adv.min() >= 0.0
+    x_adv = pgd(model, x, None, eps=1.0, step_size=0.5, steps=3, norm=norm, loss_fn=_value, clamp=(None, 1.0),
+                targeted=True)
+    assert x_adv.min() < 0.9 and x_adv.max() <= 1.0
+
+
 def test_linear_model_closed_forms():
     torch.manual_seed(0)
     w = torch.randn(1, 3, 4, 4)

@@ -164,8 +164,9 @@ def pgd(
             signed_step = direction * step_t
             if norm == "linf":
                 lower, upper = x0 - eps_t, x0 + eps_t
-                if clamp is not None:
-                    lower, upper = lower.clamp_min(clamp[0]), upper.clamp_max(clamp[1])
+                low, high = clamp if clamp is not None else (None, None)
+                lower = lower if low is None else lower.clamp_min(low)
+                upper = upper if high is None else upper.clamp_max(high)
 
                 def constrain(x_new: Tensor) -> Tensor:
                     return torch.clamp(x_new, lower, upper)
