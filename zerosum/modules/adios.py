@@ -32,6 +32,7 @@ from torch import nn
 
 from zerosum.losses.sparsity import MaskSparsityPenalty
 from zerosum.masks import BlockMask, RandomPatchMask
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 from zerosum.nets.unet import MaskUNet
 from zerosum.optim.warmup_cosine import LinearWarmupCosineLR
@@ -223,7 +224,7 @@ class ADIOS(L.LightningModule):
         if scheds:
             scheds[0].step()
         self.untoggle_optimizer(opt_e)
-        self.log("train/ssl_loss", loss_e.detach(), prog_bar=True)
+        log_step(self, {"train/ssl_loss": loss_e}, prog_bar=True)
 
         # (2) occlusion step: max_M L - R, encoder frozen
         if opt_m is not None:
@@ -238,8 +239,8 @@ class ADIOS(L.LightningModule):
                 scheds[1].step()
             self.untoggle_optimizer(opt_m)
             cover = self.penalty.coverage(masks2.detach()).mean(0)
-            self.log_dict({"train/mask_ssl_loss": loss_m.detach(), "train/mask_penalty": penalty.detach(),
-                           "train/mask_cover_min": cover.min(), "train/mask_cover_max": cover.max()})
+            log_step(self, {"train/mask_ssl_loss": loss_m, "train/mask_penalty": penalty,
+                            "train/mask_cover_min": cover.min(), "train/mask_cover_max": cover.max()})
         return {"loss": loss_e.detach(), "features": clean["h"].detach()}
 
     @torch.no_grad()

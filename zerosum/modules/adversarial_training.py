@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zerosum.attacks import PGD
 from zerosum.modules.classifier import Classifier
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
 
 
@@ -79,7 +80,7 @@ class AdversarialTraining(Classifier):
         logits = self(x_adv)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        log_step(self, {"train/loss": loss}, prog_bar=True)
         # accuracy on the training attack's examples (clean accuracy when eps = 0)
         self.log("train/acc" if not self.attack.active else "train/robust_acc", self.train_acc,
                  on_step=False, on_epoch=True)

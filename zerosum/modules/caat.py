@@ -38,6 +38,7 @@ from zerosum.meta import (average_buffers, all_reduce_mean, copied_buffers, func
 from zerosum.meta.features import NUM_FEATURES
 from zerosum.modules.classifier import Classifier
 from zerosum.modules.trades import trades_attack
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
 from zerosum.nets.meta_net import MetaNet
 
@@ -213,7 +214,7 @@ class CAAT(Classifier):
             meta_opt.zero_grad()
             set_grads(meta_params, meta_grads)
             meta_opt.step()
-            self.log("train/meta_loss", meta_loss, prog_bar=True)
+            log_step(self, {"train/meta_loss": meta_loss}, prog_bar=True)
         self.meta_batches += 1
 
         with torch.no_grad():
@@ -227,10 +228,9 @@ class CAAT(Classifier):
 
         self._accumulate(losses["ce"].detach(), y)
         self.train_acc(losses["logits"].detach(), y)
-        self.log_dict({"train/loss": loss.detach(), "train/ce": losses["ce"].mean().detach(),
-                       "train/kl": losses["kl"].mean().detach(), "train/anti_ce": losses["anti"].mean().detach(),
-                       "train/weight_adv": weights[:, 0].mean(), "train/weight_anti": weights[:, 1].mean()},
-                      prog_bar=False)
+        log_step(self, {"train/loss": loss, "train/ce": losses["ce"].mean(), "train/kl": losses["kl"].mean(),
+                        "train/anti_ce": losses["anti"].mean(), "train/weight_adv": weights[:, 0].mean(),
+                        "train/weight_anti": weights[:, 1].mean()})
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss.detach()
 

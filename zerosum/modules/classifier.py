@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from zerosum.modules.evaluation import LogitsEvaluation
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 
 
@@ -59,7 +60,7 @@ class Classifier(LogitsEvaluation, L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        log_step(self, {"train/loss": loss}, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zerosum.modules.evaluation import LogitsEvaluation
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 from zerosum.rl import DDPG, Critic, ReplayBuffer, build_actor, build_noise
 
@@ -151,7 +152,7 @@ class SRAL(LogitsEvaluation, L.LightningModule):
         self.manual_backward(loss)
         for opt in classifier_opts:
             opt.step()
-        self.log("train/loss", loss, prog_bar=True)
+        log_step(self, {"train/loss": loss}, prog_bar=True)
         return loss.detach()
 
 

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from zerosum.attacks import pgd
 from zerosum.losses import TradesKL, trades_kl
 from zerosum.modules.classifier import Classifier
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
 
 
@@ -78,6 +79,6 @@ class TRADES(Classifier):
         kl = trades_kl(self(x_adv), logits, reduction="mean")
         loss = ce + hp.beta * kl
         self.train_acc(logits, y)
-        self.log_dict({"train/loss": loss, "train/ce": ce, "train/kl": kl}, prog_bar=True)
+        log_step(self, {"train/loss": loss, "train/ce": ce, "train/kl": kl}, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss

@@ -46,6 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from zerosum.losses.pool_adversarial import PoolDiscriminatorLoss, VAEAdversarialLoss
 from zerosum.losses.vae_loss import BetaVAELoss
 from zerosum.modules.evaluation import LogitsEvaluation
+from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 from zerosum.nets.discriminator import LatentDiscriminator
 from zerosum.nets.vae import BetaVAE
@@ -134,8 +135,7 @@ class VAAL(LogitsEvaluation, L.LightningModule):
                + self.vae_loss(out.recon[n:], x_u, out.mu[n:], out.logvar[n:]))
         logits = self.discriminator.logits(out.mu)
         adv = self.adversarial_loss(logits[:n], logits[n:])
-        if self._trainer is not None:
-            self.log_dict({"train/vae_trd": trd.detach(), "train/vae_adv": adv.detach()})
+        log_step(self, {"train/vae_trd": trd, "train/vae_adv": adv})
         return self.hparams.lambda1 * trd + self.hparams.lambda2 * adv
 
     def discriminator_objective(self, x_l: torch.Tensor, x_u: torch.Tensor) -> torch.Tensor:
@@ -168,8 +168,8 @@ class VAAL(LogitsEvaluation, L.LightningModule):
             for _ in range(self.hparams.num_adv_steps):
                 disc_loss = self._update(opt_disc, self.discriminator, lambda: self.discriminator_objective(x_l, x_u))
         self._broadcast_buffers()
-        self.log_dict({"train/task_loss": task_loss, "train/vae_loss": vae_loss, "train/disc_loss": disc_loss},
-                      prog_bar=True)
+        log_step(self, {"train/task_loss": task_loss, "train/vae_loss": vae_loss, "train/disc_loss": disc_loss},
+                 prog_bar=True)
 
     def _update(self, optimizer, player: nn.Module, objective) -> torch.Tensor:
         """One gradient step of ``player`` on ``objective()``, the other players frozen."""
