@@ -14,7 +14,6 @@ default, whose network takes [0, 1] pixels) or a module passed as ``source``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Optional
 
 import lightning as L
@@ -23,18 +22,9 @@ from torch import Tensor, nn
 
 from zerosum.attacks import PGD
 from zerosum.construct.inversion import invert_representation
+from zerosum.modules.loading import load_module
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
-
-
-def load_source(checkpoint: str, source_class: str) -> nn.Module:
-    """``source_class.load_from_checkpoint(checkpoint)`` with clear errors."""
-    module_name, _, cls_name = source_class.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"source_class={source_class!r} is not an importable class path") from err
-    return cls.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
 def to_store(images: Tensor, dtype: str) -> Tensor:
@@ -64,7 +54,9 @@ class DatasetConstruction(L.LightningModule):
             raise ValueError("give exactly one of checkpoint (a .ckpt path) or source (a module)")
         if store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {sorted(STORE_DTYPES)}; got {store_dtype!r}")
-        self.source = load_source(checkpoint, source_class) if checkpoint is not None else source
+        if checkpoint is not None:
+            source = load_module(checkpoint, source_class, ckpt_option="checkpoint", class_option="source_class")
+        self.source = source
         self.source.eval().requires_grad_(False)
         self.checkpoint, self.chunk_size, self.store_dtype, self.seed = checkpoint, chunk_size, store_dtype, seed
 

@@ -3,8 +3,6 @@ Chen et al. 2020, Sec. 4 and ADIOS, Shi et al. 2022, Sec. 4)."""
 
 from __future__ import annotations
 
-import importlib
-
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -12,21 +10,11 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from zerosum.modules.loading import load_module
+
 
 def linear_sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-def load_module(ckpt_path: str, module_class: str) -> L.LightningModule:
-    module_path, _, name = module_class.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_path), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"module_class={module_class!r} is not an importable LightningModule class") from err
-    try:
-        return cls.load_from_checkpoint(ckpt_path, map_location="cpu")
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no such checkpoint") from err
 
 
 class LinearEval(L.LightningModule):
