@@ -6,7 +6,7 @@ from zerosum.callbacks import ActiveLearning
 from zerosum.datamodules import ActivePoolDataModule, SyntheticDataModule
 from zerosum.modules import SRAL
 from zerosum.query import SRALStrategy
-from zerosum.query.scoring import map_pool
+from zerosum.inference import map_pool
 from zerosum.query.uncertainty import entropy_score
 
 

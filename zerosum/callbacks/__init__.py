@@ -1,10 +1,10 @@
 """Callbacks shared by several games."""
 
-from zerosum.callbacks.active_learning import ActiveLearning, evaluate_accuracy
+from zerosum.callbacks.active_learning import ActiveLearning
 from zerosum.callbacks.class_robustness import ClassRobustness
 from zerosum.callbacks.robust_accuracy import RobustAccuracy
 
-__all__ = ["ActiveLearning", "evaluate_accuracy", "ClassRobustness", "RobustAccuracy"]
+__all__ = ["ActiveLearning", "ClassRobustness", "RobustAccuracy"]
 
 from zerosum.callbacks.knn_accuracy import KNNAccuracy  # noqa: E402
 from zerosum.callbacks.mask_images import MaskImages  # noqa: E402

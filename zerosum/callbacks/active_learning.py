@@ -53,7 +53,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.nn import functional as F
 
 from zerosum.query.base import QueryStrategy, check_budget
-from zerosum.query.scoring import map_pool, outside_inference_mode
+from zerosum.inference import evaluate_accuracy, outside_inference_mode
 
 
 def _atomic_write(path: str, data: Union[str, bytes]) -> None:
@@ -63,19 +63,6 @@ def _atomic_write(path: str, data: Union[str, bytes]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def evaluate_accuracy(trainer: Optional[L.Trainer], module: L.LightningModule, loader) -> dict[str, float]:
-    """Accuracy and cross-entropy of ``module(x)`` logits over ``loader`` (sharded, gathered)."""
-
-    def per_sample(m, batch):
-        logits = m(batch[0])
-        y = batch[1]
-        return torch.stack([(logits.argmax(1) == y).float(), F.cross_entropy(logits.float(), y, reduction="none")], 1)
-
-    out, _, _ = map_pool(trainer, module, loader, per_sample)
-    out = out.reshape(-1, 2)
-    return {"acc": float(out[:, 0].mean()), "loss": float(out[:, 1].mean())}
 
 
 class ActiveLearning(L.Callback):

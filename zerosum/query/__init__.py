@@ -3,14 +3,7 @@
 from zerosum.query.base import QueryStrategy, check_budget, top_k
 from zerosum.query.coreset import CoresetStrategy, k_center_greedy
 from zerosum.query.mc_dropout import BALDStrategy, MaxEntropyStrategy, bald_score, max_entropy_score, mc_dropout
-from zerosum.query.scoring import (
-    ScoringStrategy,
-    eval_mode,
-    map_pool,
-    module_features,
-    outside_inference_mode,
-    score_pool,
-)
+from zerosum.query.scoring import ScoringStrategy, module_features, score_pool
 from zerosum.query.uncertainty import (
     EntropyStrategy,
     LeastConfidenceStrategy,
@@ -43,9 +36,8 @@ def build_strategy(name: str, **kwargs) -> QueryStrategy:
 __all__ = [
     "BALDStrategy", "CoresetStrategy", "EntropyStrategy", "LeastConfidenceStrategy", "MarginStrategy",
     "MaxEntropyStrategy", "QueryStrategy", "RandomStrategy", "STRATEGIES", "ScoringStrategy", "bald_score",
-    "build_strategy", "check_budget", "entropy_score", "eval_mode", "k_center_greedy", "least_confidence_score",
-    "map_pool", "margin_score", "max_entropy_score", "mc_dropout", "module_features", "outside_inference_mode",
-    "score_pool", "top_k",
+    "build_strategy", "check_budget", "entropy_score", "k_center_greedy", "least_confidence_score",
+    "margin_score", "max_entropy_score", "mc_dropout", "module_features", "score_pool", "top_k",
 ]
 
 from zerosum.query.sral import SRALStrategy  # noqa: E402

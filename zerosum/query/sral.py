@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zerosum.query.base import QueryStrategy
-from zerosum.query.scoring import eval_mode, map_pool
+from zerosum.inference import eval_mode, map_pool
 from zerosum.query.uncertainty import entropy_score
 
 
