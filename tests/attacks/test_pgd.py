@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zerosum.attacks import normalized_step, pgd, project
+from tests.attacks.reference import normalized_step, project
+from zerosum.attacks import pgd
 from zerosum.nets import SmallCNN
 
 

@@ -2,7 +2,7 @@ import torch
 
 from zerosum.callbacks.knn_accuracy import knn_predict
 from zerosum.callbacks.mask_images import mask_grid
-from zerosum.callbacks.online_linear_probe import step_features
+from zerosum.callbacks.batch_features import step_features
 
 
 def test_knn_predict_matches_brute_force_weighted_vote():

@@ -34,15 +34,14 @@ def _data(**kw):
                                normalize=False, batch_size=32, val_size=20, **kw)
 
 
-def _source(dm):
+def _source(dm, **kw):
     torch.manual_seed(0)
     return AdversarialTraining(4, 1, net="small_cnn", net_args={"width": 8}, eps=0.0,
-                               data_mean=dm.mean, data_std=dm.std)
+                               data_mean=dm.mean, data_std=dm.std, **kw)
 
 
 def _trained_source(dm, epochs=3):
-    source = _source(dm)
-    source.optimizer = lambda params: torch.optim.Adam(params, lr=0.01)
+    source = _source(dm, optimizer=lambda params: torch.optim.Adam(params, lr=0.01))
     L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=epochs,
               enable_checkpointing=False).fit(source, dm)
     return source

@@ -93,6 +93,14 @@ def test_bad_options_and_wrong_module():
         SRALStrategy().select(None, Classifier(num_classes=4, in_channels=1), make_pool(), 5)
 
 
+def test_missing_module_interface_is_named():
+    from types import SimpleNamespace
+
+    partial = SimpleNamespace(selector=None, group_size=4, act=None)
+    with pytest.raises(TypeError, match="lacks probe, retrain, remember, agent_step, selection_state"):
+        SRALStrategy().select(None, partial, make_pool(), 5)
+
+
 def al_callback(tmp_path, rounds=3):
     strategy = SRALStrategy(small_budget=6, reward_val_size=16, probe_labeled=8)
     return ActiveLearning(strategy, rounds=rounds, epochs_per_round=1, budget=12, output_dir=str(tmp_path / "al"))

@@ -50,20 +50,6 @@ def _flat_norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1).view((-1,) + (1,) * (t.dim() - 1))
 
 
-def project(delta: Tensor, eps: Tensor, norm: str) -> Tensor:
-    """Project ``delta`` onto the ``norm`` ball of radius ``eps`` (per sample)."""
-    if norm == "linf":
-        return torch.clamp(delta, -eps, eps)
-    return delta * _l2_shrink(delta, eps)
-
-
-def normalized_step(grad: Tensor, norm: str) -> Tensor:
-    """Steepest-ascent direction of unit ``norm`` length: sign(g) for L-inf, g / ||g||_2 for L2."""
-    if norm == "linf":
-        return grad.sign()
-    return grad / _flat_norm(grad).clamp_min(1e-12)
-
-
 def _l2_shrink(delta: Tensor, eps: Tensor) -> Tensor:
     """Per-sample factor min(1, eps / ||delta||_2) that projects ``delta`` onto the L2 ball."""
     return torch.clamp(eps / _flat_norm(delta).clamp_min(1e-12), max=1.0)

@@ -50,10 +50,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.nn import functional as F
 
-from zerosum.query.base import QueryStrategy, check_budget
 from zerosum.inference import evaluate_accuracy, outside_inference_mode
+from zerosum.parallel import broadcast
+from zerosum.query.base import QueryStrategy
 
 
 def _atomic_write(path: str, data: Union[str, bytes]) -> None:
@@ -174,8 +174,8 @@ class ActiveLearning(L.Callback):
                 f"{self.completed_rounds} rounds: the checkpoint lacks this callback's state (was it saved "
                 "with a different callback?)"
             )
-        if self.reinit and trainer.world_size > 1:  # every rank resets to rank 0's initial weights
-            self._init_state = trainer.strategy.broadcast(self._init_state, src=0)
+        if self.reinit:  # every rank resets to rank 0's initial weights
+            self._init_state = broadcast(trainer, self._init_state)
 
     # ---- per epoch ------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -204,12 +204,10 @@ class ActiveLearning(L.Callback):
         labeled = pool.num_labeled
         query_seconds, queried = 0.0, 0
         if r < self.rounds - 1:
-            budget = check_budget(self._budget_n, pool.num_unlabeled)
+            budget = self._budget_n  # select checks it against the unlabeled pool (QueryStrategy.check_budget)
             t0 = time.perf_counter()
             picked = self.strategy.select(trainer, module, pool, budget)
-            picked = torch.as_tensor(picked, dtype=torch.long).cpu()
-            if trainer.world_size > 1:
-                picked = trainer.strategy.broadcast(picked, src=0)
+            picked = broadcast(trainer, torch.as_tensor(picked, dtype=torch.long).cpu())
             query_seconds = time.perf_counter() - t0
             if len(picked) != budget:
                 raise RuntimeError(f"{type(self.strategy).__name__}.select returned {len(picked)} indices, expected {budget}")

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 
-from zerosum.callbacks.online_linear_probe import batch_images, step_features
+from zerosum.callbacks.batch_features import batch_images, step_features
 
 
 def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,

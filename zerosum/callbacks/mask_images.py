@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from zerosum.callbacks.online_linear_probe import batch_images
+from zerosum.callbacks.batch_features import batch_images
 
 
 def mask_grid(x: torch.Tensor, masks: torch.Tensor, mean: Optional[Sequence[float]] = None,

@@ -3,29 +3,15 @@ module trains (the SimCLR/BYOL/ADIOS "online classifier"), with its own optimize
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def batch_images(batch) -> torch.Tensor:
-    """The images of a batch; of a multi-view batch, the first view."""
-    x = batch[0]
-    return x[0] if isinstance(x, (list, tuple)) else x
-
-
-def step_features(pl_module: L.LightningModule, outputs: Any, batch) -> torch.Tensor:
-    """Detached features of a batch: ``outputs["features"]`` when the step returned them (no extra
-    forward), else ``pl_module.features(x)`` under ``no_grad``."""
-    if isinstance(outputs, dict) and outputs.get("features") is not None:
-        return outputs["features"].detach()
-    if not hasattr(pl_module, "features"):
-        raise AttributeError(f"{type(pl_module).__name__} has no features(x) and its step returns no 'features'")
-    with torch.no_grad():
-        return pl_module.features(batch_images(batch)).detach()
+from zerosum.callbacks.batch_features import step_features
+from zerosum.parallel import average_gradients
 
 
 class OnlineLinearProbe(L.Callback):
@@ -78,11 +64,7 @@ class OnlineLinearProbe(L.Callback):
             loss = F.cross_entropy(logits[keep], y[keep]) if keep.any() else 0.0 * logits.sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        grads = [p.grad for p in linear.parameters()]
-        if trainer.world_size > 1:
-            flat = trainer.strategy.reduce(torch.cat([g.flatten() for g in grads]), reduce_op="mean")
-            for g, new in zip(grads, flat.split([g.numel() for g in grads])):
-                g.copy_(new.view_as(g))
+        average_gradients(linear.parameters())
         self.optimizer.step()
         if keep.any():
             acc = (logits.detach()[keep].argmax(1) == y[keep]).float().mean()

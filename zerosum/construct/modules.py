@@ -1,6 +1,6 @@
 """Predict-time LightningModules that build the datasets of Ilyas et al., section 3.
 
-Each ``predict_step`` receives one shard (see :class:`~zerosum.construct.data.ConstructionData`) and
+Each ``predict_step`` receives one shard (see :class:`~zerosum.datamodules.ConstructionData`) and
 returns ``{"shard", "images", "labels", "orig_labels", "index", ...}``; the
 :class:`~zerosum.construct.writer.ShardWriter` callback writes it. Shards already written are skipped
 (``None``), so an interrupted run resumes where it stopped.

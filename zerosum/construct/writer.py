@@ -1,6 +1,6 @@
 """Writes constructed shards (``shard_00000.pt`` ...) and a JSON manifest.
 
-Each predict batch is one shard (:class:`~zerosum.construct.data.ConstructionData`), computed by
+Each predict batch is one shard (:class:`~zerosum.datamodules.ConstructionData`), computed by
 exactly one rank, so each file is written once; files are written to a temporary name and renamed,
 so a killed run never leaves a half shard. On start, an existing manifest whose settings differ from
 the module's is refused (a resumed run must not mix datasets). At the end, rank 0 writes

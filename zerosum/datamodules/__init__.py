@@ -1,6 +1,7 @@
 """LightningDataModules. Every batch is ``(x, y, index)``."""
 
 from zerosum.datamodules.constructed import ConstructedDataModule
+from zerosum.datamodules.construction import ConstructionData, ShardDataset
 from zerosum.datamodules.digits import DigitsDataModule
 from zerosum.datamodules.folder import ImageFolderDataModule
 from zerosum.datamodules.pool import ActivePoolDataModule, EpochShuffleSampler
@@ -16,10 +17,12 @@ from zerosum.datamodules.torchvision_sets import (
     SVHNDataModule,
 )
 from zerosum.datamodules.vision import DataNotFoundError, VisionDataModule
+from zerosum.datamodules.wrapped import WrappedDataModule
 
 __all__ = [
     "ActivePoolDataModule", "EpochShuffleSampler",
-    "CIFAR10DataModule", "ConstructedDataModule", "CIFAR100DataModule", "DataNotFoundError", "DigitsDataModule", "FashionMNISTDataModule",
-    "ImageFolderDataModule", "IndexedDataset", "MNISTDataModule", "STL10DataModule", "SVHNDataModule", "Subset",
-    "ScenarioDataModule", "SyntheticDataModule", "TensorImageDataset", "VisionDataModule", "dataset_targets",
+    "CIFAR10DataModule", "ConstructedDataModule", "ConstructionData", "CIFAR100DataModule", "DataNotFoundError",
+    "DigitsDataModule", "FashionMNISTDataModule", "ImageFolderDataModule", "IndexedDataset", "MNISTDataModule",
+    "STL10DataModule", "SVHNDataModule", "ScenarioDataModule", "ShardDataset", "Subset", "SyntheticDataModule",
+    "TensorImageDataset", "VisionDataModule", "WrappedDataModule", "dataset_targets",
 ]

@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from zerosum.datamodules.indexed import IndexedDataset
 from zerosum.datamodules.vision import DataNotFoundError, VisionDataModule
+from zerosum.datamodules.wrapped import WrappedDataModule
 
 MANIFEST = "manifest.json"
 
@@ -59,7 +59,7 @@ def load_constructed(path: str, allow_incomplete: bool = False) -> tuple[torch.T
     return torch.cat(images), torch.cat(labels).long(), manifest
 
 
-class ConstructedDataModule(L.LightningDataModule):
+class ConstructedDataModule(WrappedDataModule):
     """Train on the shards at ``path``; validate and test on ``data``'s val / test splits.
 
     Args:
@@ -70,16 +70,17 @@ class ConstructedDataModule(L.LightningDataModule):
         allow_incomplete: train on the shards present even if construction has not finished.
     """
 
+    #: the constructed training set's own batch size: a plain attribute, not the wrapped datamodule's
+    batch_size: int = 128
+
     def __init__(self, path: str, data: VisionDataModule, batch_size: int = 128, num_workers: int = 0,
                  augment: bool = True, allow_incomplete: bool = False):
-        super().__init__()
+        super().__init__(data)
         if getattr(data, "normalize", False):
             raise ValueError("ConstructedDataModule: constructed images are [0, 1] pixels; set data's normalize: false")
-        self.path, self.data, self.batch_size, self.num_workers = path, data, batch_size, num_workers
+        self.path, self.batch_size, self.num_workers = path, batch_size, num_workers
         self.augment, self.allow_incomplete = augment, allow_incomplete
         self.normalize = False
-        for fact in ("num_classes", "in_channels", "image_size", "image_shape", "mean", "std"):
-            setattr(self, fact, getattr(data, fact))
         self.train_set: Optional[Dataset] = None
         self.manifest: dict = {}
 
@@ -99,15 +100,9 @@ class ConstructedDataModule(L.LightningDataModule):
             raise ValueError(f"constructed images have shape {tuple(images.shape[1:])} but data has "
                              f"{tuple(self.data.image_shape)}")
         self.train_set = IndexedDataset(ConstructedImages(images, labels, self.train_transform()))
-        self.data.setup(stage)
+        super().setup(stage)
         self.val_set, self.test_set = self.data.val_set, self.data.test_set
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
                           drop_last=len(self.train_set) > self.batch_size, persistent_workers=self.num_workers > 0)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.data.loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.data.loader(self.test_set)

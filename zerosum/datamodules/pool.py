@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from typing import Iterator, Literal, Optional, Sequence, Union
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Sampler
 
 from zerosum.datamodules.indexed import Subset, dataset_targets
 from zerosum.datamodules.vision import VisionDataModule
+from zerosum.datamodules.wrapped import WrappedDataModule
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -64,7 +64,7 @@ class EpochShuffleSampler(Sampler[int]):
         return iter(order.tolist())
 
 
-class ActivePoolDataModule(L.LightningDataModule):
+class ActivePoolDataModule(WrappedDataModule):
     """Labeled / unlabeled split of ``datamodule``'s training split.
 
     Args:
@@ -85,7 +85,7 @@ class ActivePoolDataModule(L.LightningDataModule):
         seed: int = 0,
         unlabeled_stream: bool = False,
     ):
-        super().__init__()
+        super().__init__(datamodule)
         if initial_mode not in ("random", "balanced"):
             raise ValueError(f"initial_mode must be 'random' or 'balanced', got {initial_mode!r}")
         if isinstance(initial_labeled, bool) or not (
@@ -95,45 +95,21 @@ class ActivePoolDataModule(L.LightningDataModule):
             raise ValueError(
                 f"initial_labeled must be a count >= 1 (int) or a fraction in (0, 1) (float), got {initial_labeled!r}"
             )
-        self.datamodule = datamodule
         self.initial_labeled, self.initial_mode = initial_labeled, initial_mode
         self.seed, self.unlabeled_stream = int(seed), unlabeled_stream
         self.labeled_round: Optional[torch.Tensor] = None  # (N,) long; -1 = unlabeled
         self._pending_state: Optional[dict] = None
 
-    # ---- facts proxied for the CLI links -------------------------------------------------------
     @property
-    def num_classes(self) -> int:
-        return self.datamodule.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.datamodule.in_channels
-
-    @property
-    def image_size(self) -> int:
-        return self.datamodule.image_size
-
-    @property
-    def mean(self):
-        return self.datamodule.mean
-
-    @property
-    def std(self):
-        return self.datamodule.std
-
-    @property
-    def batch_size(self) -> int:
-        return self.datamodule.batch_size
+    def datamodule(self) -> VisionDataModule:
+        """The wrapped datamodule (:attr:`data`), under the constructor's name for it."""
+        return self.data
 
     # ---- pool state -----------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        self.datamodule.prepare_data()
-
     def setup(self, stage: Optional[str] = None) -> None:
-        self.datamodule.setup(stage)
+        super().setup(stage)
         if self.labeled_round is None:
-            n = len(self.datamodule.train_set)
+            n = len(self.data.train_set)
             self.labeled_round = torch.full((n,), -1, dtype=torch.long)
             self.labeled_round[self._initial_indices(n)] = 0
         if self._pending_state is not None:
@@ -148,7 +124,7 @@ class ActivePoolDataModule(L.LightningDataModule):
         if self.initial_mode == "random":
             return torch.randperm(n, generator=g)[:k]
         # balanced: round-robin over classes, each class in a seeded random order
-        targets = dataset_targets(self.datamodule.train_set)
+        targets = dataset_targets(self.data.train_set)
         order = torch.randperm(n, generator=g)
         t = targets[order]
         rank_in_class = torch.zeros(n, dtype=torch.long)
@@ -223,7 +199,7 @@ class ActivePoolDataModule(L.LightningDataModule):
         return int(trainer.current_epoch) if trainer is not None else 0
 
     def train_dataloader(self):
-        dm = self.datamodule
+        dm = self.data
         labeled = Subset(dm.train_set, self.labeled_indices)
         bs = dm.batch_size
         g = torch.Generator()
@@ -247,20 +223,11 @@ class ActivePoolDataModule(L.LightningDataModule):
     def labeled_dataloader(self, train: bool = False) -> DataLoader:
         """The labeled set: ``train=False`` (default) evaluation transforms, in index order;
         ``train=True`` training transforms, shuffled (to train an extra network on it)."""
-        dm = self.datamodule
+        dm = self.data
         ds = Subset(dm.train_set if train else dm.train_set_eval, self.labeled_indices)
         return dm.loader(ds, train=train)
 
     def unlabeled_dataloader(self) -> DataLoader:
         """The unlabeled pool with evaluation transforms, in index order; batches ``(x, y, pool_index)``."""
-        dm = self.datamodule
+        dm = self.data
         return dm.loader(Subset(dm.train_set_eval, self.unlabeled_indices), train=False)
-
-    def val_dataloader(self):
-        return self.datamodule.val_dataloader()
-
-    def test_dataloader(self):
-        return self.datamodule.test_dataloader()
-
-    def predict_dataloader(self):
-        return self.datamodule.predict_dataloader()

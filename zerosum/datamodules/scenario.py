@@ -21,13 +21,13 @@ import json
 import os
 from typing import Optional
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import Dataset
 
 from zerosum.datamodules.indexed import IndexedDataset, Subset, dataset_targets
 from zerosum.datamodules.vision import VisionDataModule
+from zerosum.datamodules.wrapped import WrappedDataModule
 
 NOISE_TYPES = ("none", "symmetric", "pair")
 
@@ -80,7 +80,7 @@ def long_tail_counts(n_max: int, num_classes: int, imbalance_factor: float) -> l
     return [max(1, int(n_max / imbalance_factor ** (c / (num_classes - 1)))) for c in range(num_classes)]
 
 
-class ScenarioDataModule(L.LightningDataModule):
+class ScenarioDataModule(WrappedDataModule):
     """Wraps ``data`` (any :class:`~zerosum.datamodules.VisionDataModule`).
 
     Args:
@@ -98,7 +98,7 @@ class ScenarioDataModule(L.LightningDataModule):
     def __init__(self, data: VisionDataModule, noise: str = "none", noise_rate: float = 0.0,
                  imbalance_factor: float = 1.0, meta_per_class: int = 0, meta_batch_size: Optional[int] = None,
                  combine_meta: bool = True, seed: int = 0):
-        super().__init__()
+        super().__init__(data)
         if noise not in NOISE_TYPES:
             raise ValueError(f"noise must be one of {NOISE_TYPES}; got {noise!r}")
         if not 0.0 <= noise_rate < 1.0:
@@ -112,45 +112,16 @@ class ScenarioDataModule(L.LightningDataModule):
         if combine_meta and meta_per_class == 0:
             raise ValueError("combine_meta=True needs a meta set: set meta_per_class > 0 (or combine_meta: false)")
         self.save_hyperparameters(ignore=["data"])
-        self.data = data
         self.noise, self.noise_rate, self.imbalance_factor = noise, noise_rate, imbalance_factor
         self.meta_per_class, self.combine_meta, self.seed = meta_per_class, combine_meta, seed
         self.meta_batch_size = meta_batch_size or data.batch_size
         self.train_set: Optional[Dataset] = None
         self.scenario: dict = {}
 
-    # ---- facts linked into the model --------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.data.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.data.in_channels
-
-    @property
-    def image_size(self) -> int:
-        return self.data.image_size
-
-    @property
-    def mean(self):
-        return self.data.mean
-
-    @property
-    def std(self):
-        return self.data.std
-
-    @property
-    def batch_size(self) -> int:
-        return self.data.batch_size
-
     # ---- data -------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        self.data.prepare_data()
-
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is None:
-            self.data.setup(stage)
+            super().setup(stage)
             self._build()
         self._record()
 
@@ -208,12 +179,3 @@ class ScenarioDataModule(L.LightningDataModule):
             return train
         meta = self.data.loader(self.meta_set, train=True, batch_size=min(self.meta_batch_size, len(self.meta_set)))
         return CombinedLoader({"train": train, "meta": meta}, mode="max_size_cycle")
-
-    def val_dataloader(self):
-        return self.data.val_dataloader()
-
-    def test_dataloader(self):
-        return self.data.test_dataloader()
-
-    def predict_dataloader(self):
-        return self.data.predict_dataloader()

@@ -25,29 +25,22 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
 from zerosum.losses.sparsity import MaskSparsityPenalty
 from zerosum.masks import BlockMask, RandomPatchMask
+from zerosum.modules.game import Game
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 from zerosum.nets.unet import MaskUNet
+from zerosum.optim import spec
 from zerosum.optim.warmup_cosine import LinearWarmupCosineLR
 from zerosum.ssl import build_objective
 from zerosum.ssl.base import Outputs
 
 MASKINGS = ("adios", "adios_s", "none", "random_patch", "block")
-
-
-def sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-def mask_sgd(params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def occlude(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -62,7 +55,7 @@ def chunk_outputs(out: Outputs, chunks: int) -> list[Outputs]:
     return [{k: parts[k][i] for k in out} for i in range(chunks)]
 
 
-class ADIOS(L.LightningModule):
+class ADIOS(Game):
     """Args:
         num_classes / in_channels / image_size: linked from the datamodule (the encoder's class head
             is unused; evaluation is the online probe / kNN callbacks or :class:`LinearEval`).
@@ -93,8 +86,8 @@ class ADIOS(L.LightningModule):
         alpha: float = 1.0,
         mask_net_args: Optional[dict[str, Any]] = None,
         mask_generator_args: Optional[dict[str, Any]] = None,
-        optimizer: OptimizerCallable = sgd,
-        mask_optimizer: OptimizerCallable = mask_sgd,
+        optimizer: OptimizerCallable = spec("torch.optim.SGD", lr=0.1, momentum=0.9, weight_decay=1e-4),
+        mask_optimizer: OptimizerCallable = spec("torch.optim.SGD", lr=0.01, momentum=0.9),
         warmup_epochs: float = 10.0,
         cosine: bool = True,
     ):
@@ -104,7 +97,6 @@ class ADIOS(L.LightningModule):
         if num_masks < 1:
             raise ValueError(f"num_masks (N) must be >= 1, got {num_masks}")
         self.save_hyperparameters(ignore=["optimizer", "mask_optimizer"])
-        self.automatic_optimization = False
         self.encoder = build_net(net, num_classes, in_channels, **(net_args or {}))
         self.objective = build_objective(objective, self.encoder.feature_dim, **(objective_args or {}))
         self.objective.bind(self.encoder)
@@ -117,8 +109,12 @@ class ADIOS(L.LightningModule):
         elif masking == "block":
             self.mask_generator = BlockMask(**(mask_generator_args or {}))
         self.penalty = MaskSparsityPenalty(alpha)
-        self.optimizer, self.mask_optimizer = optimizer, mask_optimizer
+        schedule = self._warmup_cosine if cosine else None
+        self.add_player("encoder", ("encoder", "objective"), optimizer, schedule)
+        if self.mask_net is not None:
+            self.add_player("occluder", "mask_net", mask_optimizer, schedule)
         self.register_buffer("encoder_steps", torch.zeros((), dtype=torch.long))
+        self._total_steps = 1
 
     # ---- pieces --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,14 +194,21 @@ class ADIOS(L.LightningModule):
         total = getattr(self, "_total_steps", None) or 1
         return float(self.encoder_steps.item()) / total
 
-    def training_step(self, batch, batch_idx: int):
-        v1, v2 = self._views(batch)
-        opts = self.optimizers()
-        opt_e, opt_m = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
-        scheds = self.lr_schedulers() or []
-        scheds = scheds if isinstance(scheds, (list, tuple)) else [scheds]
+    def occluder_objective(self, v1: torch.Tensor, v2: torch.Tensor, used1, used2, masks1, masks2) -> torch.Tensor:
+        """The occluder descends ``-(L - R)``: it maximises the SSL loss of the masked views minus the
+        sparsity penalty of all N masks (ADIOS Sec. 3)."""
+        loss, _ = self.ssl_loss(v1, v2, used1, used2)
+        penalty = self.mask_penalty(masks1, masks2)
+        cover = self.penalty.coverage(masks2.detach()).mean(0)
+        log_step(self, {"train/mask_ssl_loss": loss, "train/mask_penalty": penalty,
+                        "train/mask_cover_min": cover.min(), "train/mask_cover_max": cover.max()})
+        return -(loss - penalty)
 
-        masks1, masks2 = self._masks(v1, v2)  # with the occluder's graph, reused by step (2)
+    def training_step(self, batch, batch_idx: int):
+        """One round of the ADIOS game: the encoder minimises L with the masks fixed, then the
+        occluder maximises L - R with the encoder fixed."""
+        v1, v2 = self._views(batch)
+        masks1, masks2 = self._masks(v1, v2)  # with the occluder's graph, reused by its update
         if self.hparams.masking == "adios_s":
             choice = torch.randint(self.hparams.num_masks, (len(v2),), device=v2.device)
             used1, used2 = self.pick_one(masks1, choice), self.pick_one(masks2, choice)
@@ -213,52 +216,14 @@ class ADIOS(L.LightningModule):
             used1, used2 = masks1, masks2
         detach = lambda m: None if m is None else m.detach()  # noqa: E731
 
-        # (1) encoder step: min_E L, masks fixed
-        self.toggle_optimizer(opt_e)
-        opt_e.zero_grad(set_to_none=True)
         loss_e, clean = self.ssl_loss(v1, v2, detach(used1), detach(used2))
-        self.manual_backward(loss_e)
-        opt_e.step()
+        loss_e = self.play("encoder", loss_e)  # min_E L
         self.objective.after_encoder_step(self.encoder, self._progress())
         self.encoder_steps += 1
-        if scheds:
-            scheds[0].step()
-        self.untoggle_optimizer(opt_e)
         log_step(self, {"train/ssl_loss": loss_e}, prog_bar=True)
-
-        # (2) occlusion step: max_M L - R, encoder frozen
-        if opt_m is not None:
-            self.toggle_optimizer(opt_m)
-            opt_e.zero_grad(set_to_none=True)
-            opt_m.zero_grad(set_to_none=True)
-            loss_m, _ = self.ssl_loss(v1, v2, used1, used2)
-            penalty = self.mask_penalty(masks1, masks2)
-            self.manual_backward(-(loss_m - penalty))
-            opt_m.step()
-            if len(scheds) > 1:
-                scheds[1].step()
-            self.untoggle_optimizer(opt_m)
-            cover = self.penalty.coverage(masks2.detach()).mean(0)
-            log_step(self, {"train/mask_ssl_loss": loss_m, "train/mask_penalty": penalty,
-                            "train/mask_cover_min": cover.min(), "train/mask_cover_max": cover.max()})
-        return {"loss": loss_e.detach(), "features": clean["h"].detach()}
-
-    @torch.no_grad()
-    def sync_buffers(self) -> None:
-        """Broadcast rank 0's buffers (BatchNorm statistics of the encoder and of BYOL's target,
-        the step counter). DDP syncs buffers only at the start of a training forward, and one ADIOS
-        step runs the encoder many times after it, so ranks drift until the next step; evaluation
-        and the final weights use rank 0's statistics everywhere."""
-        if self._trainer is None or self.trainer.world_size < 2 or not torch.distributed.is_initialized():
-            return
-        for buf in self.buffers():
-            torch.distributed.broadcast(buf, src=0)
-
-    def on_validation_epoch_start(self) -> None:
-        self.sync_buffers()
-
-    def on_train_end(self) -> None:
-        self.sync_buffers()
+        if "occluder" in self.players:  # max_M L - R
+            self.play("occluder", lambda: self.occluder_objective(v1, v2, used1, used2, masks1, masks2))
+        return {"loss": loss_e, "features": clean["h"].detach()}
 
     def _eval_step(self, batch, stage: str):
         x = batch[0]
@@ -274,11 +239,13 @@ class ADIOS(L.LightningModule):
     def test_step(self, batch, batch_idx: int):
         return self._eval_step(batch, "test")
 
+    def _warmup_cosine(self, optimizer: torch.optim.Optimizer) -> LinearWarmupCosineLR:
+        """Linear warm-up over ``warmup_epochs``, then cosine to 0 at the last step of training."""
+        epochs = self.trainer.max_epochs if self._trainer is not None and (self.trainer.max_epochs or 0) > 0 else 1
+        warmup = min(self._total_steps, int(round(self.hparams.warmup_epochs * self._total_steps / epochs)))
+        return LinearWarmupCosineLR(optimizer, warmup, self._total_steps)
+
     def configure_optimizers(self):
-        enc_params = [p for m in (self.encoder, self.objective) for p in m.parameters() if p.requires_grad]
-        optimizers = [self.optimizer(enc_params)]
-        if self.mask_net is not None:
-            optimizers.append(self.mask_optimizer(self.mask_net.parameters()))
         total = 1
         if self._trainer is not None:
             try:
@@ -286,9 +253,4 @@ class ADIOS(L.LightningModule):
             except Exception:  # no dataloader attached (e.g. optimizers built by hand)
                 total = 1
         self._total_steps = total
-        if not self.hparams.cosine:
-            return optimizers
-        epochs = self.trainer.max_epochs if self._trainer is not None and (self.trainer.max_epochs or 0) > 0 else 1
-        warmup = min(total, int(round(self.hparams.warmup_epochs * total / epochs)))
-        schedulers = [LinearWarmupCosineLR(opt, warmup, total) for opt in optimizers]
-        return optimizers, schedulers
+        return super().configure_optimizers()

@@ -22,6 +22,7 @@ from zerosum.attacks import PGD
 from zerosum.modules.classifier import Classifier
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
+from zerosum.optim import spec
 
 
 class AdversarialTraining(Classifier):
@@ -46,7 +47,7 @@ class AdversarialTraining(Classifier):
         in_channels: int = 3,
         net: str = "resnet18_cifar",
         net_args: Optional[dict[str, Any]] = None,
-        optimizer: OptimizerCallable = torch.optim.Adam,
+        optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
@@ -78,8 +79,8 @@ class AdversarialTraining(Classifier):
         x, y = batch[0], batch[1]
         x_adv = self.attack(self.net, x, y)
         logits = self(x_adv)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_acc(logits, y)
+        loss = self.play("net", F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing))
+        self.train_acc(logits.detach(), y)
         log_step(self, {"train/loss": loss}, prog_bar=True)
         # accuracy on the training attack's examples (clean accuracy when eps = 0)
         self.log("train/acc" if not self.attack.active else "train/robust_acc", self.train_acc,

@@ -32,27 +32,19 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from zerosum.attacks import pgd
+from zerosum.attacks.trades import trades_attack
+from zerosum.inference import eval_mode
 from zerosum.losses import trades_kl
-from zerosum.meta import (average_buffers, all_reduce_mean, copied_buffers, functional_forward, sample_features,
-                          set_grads, virtual_sgd_step)
-from zerosum.meta.features import NUM_FEATURES
+from zerosum.meta import copied_buffers, functional_forward, virtual_sgd_step
+from zerosum.modules.caat_features import NUM_FEATURES, sample_features
 from zerosum.modules.classifier import Classifier
-from zerosum.modules.trades import trades_attack
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
 from zerosum.nets.meta_net import MetaNet
+from zerosum.optim import spec
+from zerosum.parallel import all_reduce_mean
 
 CLASS_WEIGHTINGS = ("none", "inverse_prior", "sqrt_inverse_prior")
-
-
-def paper_sgd(params, lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
-    """The classifier's optimizer in the paper's CIFAR setting."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-def meta_adam(params, lr: float = 1e-4, weight_decay: float = 5e-4) -> torch.optim.Adam:
-    """The meta-net's optimizer (Adam 1e-4, weight decay 5e-4)."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class CAAT(Classifier):
@@ -83,8 +75,8 @@ class CAAT(Classifier):
         in_channels: int = 3,
         net: str = "preact_resnet18",
         net_args: Optional[dict[str, Any]] = None,
-        optimizer: OptimizerCallable = paper_sgd,
-        meta_optimizer: OptimizerCallable = meta_adam,
+        optimizer: OptimizerCallable = spec("torch.optim.SGD", lr=1e-3, momentum=0.9, weight_decay=5e-4),
+        meta_optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-4, weight_decay=5e-4),
         scheduler: Optional[LRSchedulerCallable] = None,
         scheduler_interval: str = "epoch",
         data_mean: Optional[Sequence[float]] = None,
@@ -117,12 +109,11 @@ class CAAT(Classifier):
         for name, table in (("adv_eps_per_class", adv_eps_per_class), ("anti_eps_per_class", anti_eps_per_class)):
             if table is not None and (len(table) != num_classes or min(table) < 0):
                 raise ValueError(f"CAAT: {name} must list {num_classes} non-negative radii, got {table}")
-        self.automatic_optimization = False
         self.net = Normalized(self.net, data_mean, data_std)
         if init_checkpoint:
             load_net_weights(self.net.net, init_checkpoint)
         self.meta_net = MetaNet(NUM_FEATURES, meta_hidden, 2, meta_temperature)
-        self.meta_optimizer = meta_optimizer
+        self.add_player("meta", "meta_net", meta_optimizer)
         base = lambda table, eps: torch.tensor(table if table is not None else [eps] * num_classes, dtype=torch.float32)
         self.register_buffer("adv_eps_table", base(adv_eps_per_class, adv_eps))
         self.register_buffer("anti_eps_table", base(anti_eps_per_class, anti_eps))
@@ -177,14 +168,14 @@ class CAAT(Classifier):
         return (self.class_weights()[y] * per_sample).mean()
 
     def features_of(self, logits: Tensor, y: Tensor) -> Tensor:
-        """zeta_i (:func:`zerosum.meta.sample_features`)."""
+        """zeta_i (:func:`zerosum.modules.caat_features.sample_features`)."""
         return sample_features(logits, y, self.class_loss, self.class_prior)
 
     # ---- the two updates -----------------------------------------------------------------------
-    def meta_step(self, x, x_adv, x_anti, y, zeta, x_meta, y_meta):
-        """Eq. 11-12: the meta loss after a virtual SGD step taken with the meta-net's weights, and
-        its gradients with respect to the meta-net's parameters: ``(meta_loss, params, grads)``."""
-        opt = self.optimizers()[0]
+    def meta_objective(self, x, x_adv, x_anti, y, zeta, x_meta, y_meta) -> Tensor:
+        """Eq. 11-12: the clean cross-entropy on the meta batch after a virtual SGD step of the
+        classifier on ``L(theta; phi)`` (Eq. 10), differentiable in the meta-net's parameters phi."""
+        opt = self.optimizer_of("net")
         params = dict(self.net.named_parameters())
         forward = lambda inp: functional_forward(self.net, params, copied_buffers(self.net), inp)
         weights = self.meta_net(zeta)
@@ -192,10 +183,7 @@ class CAAT(Classifier):
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
         virtual = virtual_sgd_step(params, grads, opt)
         meta_logits = functional_forward(self.net, virtual, copied_buffers(self.net), x_meta)
-        meta_loss = F.cross_entropy(meta_logits, y_meta)
-        meta_params = list(self.meta_net.parameters())
-        meta_grads = torch.autograd.grad(meta_loss, meta_params, allow_unused=True)
-        return meta_loss.detach(), meta_params, meta_grads
+        return F.cross_entropy(meta_logits, y_meta)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         if not isinstance(batch, dict) or "train" not in batch or "meta" not in batch:
@@ -203,28 +191,20 @@ class CAAT(Classifier):
                              "zerosum.datamodules.ScenarioDataModule with meta_per_class > 0 and combine_meta: true")
         x, y = batch["train"][0], batch["train"][1]
         x_meta, y_meta = batch["meta"][0], batch["meta"][1]
-        opt, meta_opt = self.optimizers()
 
         clean_logits = self._eval_logits(x)
         x_adv, x_anti = self.perturb(x, y, F.softmax(clean_logits, dim=1))
         zeta = self.features_of(clean_logits, y)
 
-        if int(self.meta_batches) % self.hparams.meta_interval == 0:
-            meta_loss, meta_params, meta_grads = self.meta_step(x, x_adv, x_anti, y, zeta, x_meta, y_meta)
-            meta_opt.zero_grad()
-            set_grads(meta_params, meta_grads)
-            meta_opt.step()
+        if int(self.meta_batches) % self.hparams.meta_interval == 0:  # Eq. 11-12
+            meta_loss = self.play("meta", self.meta_objective(x, x_adv, x_anti, y, zeta, x_meta, y_meta))
             log_step(self, {"train/meta_loss": meta_loss}, prog_bar=True)
         self.meta_batches += 1
 
         with torch.no_grad():
             weights = self.meta_net(zeta)
         losses = self.sample_losses(self.net, x, x_adv, x_anti, y)
-        loss = self.objective(losses, weights, y)
-        params = list(self.net.parameters())
-        opt.zero_grad()
-        set_grads(params, torch.autograd.grad(loss, params, allow_unused=True))
-        opt.step()
+        loss = self.play("net", self.objective(losses, weights, y))  # Eq. 10
 
         self._accumulate(losses["ce"].detach(), y)
         self.train_acc(losses["logits"].detach(), y)
@@ -235,12 +215,8 @@ class CAAT(Classifier):
         return loss.detach()
 
     def _eval_logits(self, x: Tensor) -> Tensor:
-        was_training = self.net.training
-        self.net.eval()
-        with torch.no_grad():
-            out = self.net(x)
-        self.net.train(was_training)
-        return out
+        with eval_mode(self.net), torch.no_grad():
+            return self.net(x)
 
     # ---- per-class tables of zeta and synchronisation -----------------------------------------
     def _accumulate(self, ce: Tensor, y: Tensor) -> None:
@@ -267,33 +243,13 @@ class CAAT(Classifier):
         self.class_loss[seen] = (loss_sum[seen] / count[seen]).to(self.class_loss.dtype)
         if not self._prior_known and count.sum() > 0:
             self.class_prior.copy_((count / count.sum()).to(self.class_prior.dtype))
-        average_buffers(self.net)
-        average_buffers(self.meta_net)
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and self.hparams.scheduler_interval == "epoch":
-            scheduler.step()
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and self.hparams.scheduler_interval == "step":
-            scheduler.step()
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer(self.net.parameters())
-        meta_optimizer = self.meta_optimizer(self.meta_net.parameters())
-        if self.scheduler is None:
-            return [optimizer, meta_optimizer]
-        return [optimizer, meta_optimizer], [self.scheduler(optimizer)]
+        super().on_train_epoch_end()
 
     @torch.no_grad()
     def sample_weights(self, x: Tensor, y: Tensor) -> Tensor:
         """The meta-net's (a, b) for a batch, in eval mode (analysis; e.g. weights of noisy samples)."""
-        was = self.meta_net.training
-        self.meta_net.eval()
-        try:
+        with eval_mode(self.meta_net):
             return self.meta_net(self.features_of(self._eval_logits(x), y))
-        finally:
-            self.meta_net.train(was)
 
 
 def load_net_weights(net: torch.nn.Module, path: str) -> None:

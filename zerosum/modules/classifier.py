@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
@@ -12,16 +11,14 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from zerosum.modules.evaluation import LogitsEvaluation
+from zerosum.modules.game import Game
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
+from zerosum.optim import spec
 
 
-def sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-class Classifier(LogitsEvaluation, L.LightningModule):
-    """Cross-entropy training of ``net`` (a name from :mod:`zerosum.nets`).
+class Classifier(LogitsEvaluation, Game):
+    """Cross-entropy training of ``net`` (a name from :mod:`zerosum.nets`): a game of one player.
 
     Args:
         num_classes / in_channels: linked from the datamodule by the CLI.
@@ -36,7 +33,7 @@ class Classifier(LogitsEvaluation, L.LightningModule):
         in_channels: int = 3,
         net: str = "small_cnn",
         net_args: Optional[dict[str, Any]] = None,
-        optimizer: OptimizerCallable = torch.optim.Adam,
+        optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
@@ -44,7 +41,7 @@ class Classifier(LogitsEvaluation, L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.net: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
-        self.optimizer, self.scheduler = optimizer, scheduler
+        self.add_player("net", "net", optimizer, scheduler, scheduler_interval)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.init_accuracy(num_classes)
 
@@ -58,16 +55,8 @@ class Classifier(LogitsEvaluation, L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_acc(logits, y)
+        loss = self.play("net", F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing))
+        self.train_acc(logits.detach(), y)
         log_step(self, {"train/loss": loss}, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
-
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
-        if self.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": self.hparams.scheduler_interval}}

@@ -14,7 +14,7 @@ and a ``training_step`` is the paper's algorithm written as one :meth:`Game.play
 :meth:`Game.play` does what each update needs and nothing else: it freezes the other players
 (``toggle_optimizer``), zeroes this player's gradients, runs ``manual_backward`` (so precision plugins
 and gradient scaling apply), averages the gradients over DDP ranks where DDP does not, clips them if
-the player asks, steps the optimizer and, for ``interval="step"`` schedulers, the scheduler. Epoch
+the player asks, steps the optimizer, frees the gradients and, for ``interval="step"`` schedulers, the scheduler. Epoch
 schedulers step at each training epoch's end. The objective is either a zero-argument callable,
 evaluated with the other players frozen (their parameters get no gradient graph at all), or an
 already computed loss tensor, whose backward is restricted to the player's parameters (CAAT's meta
@@ -27,8 +27,9 @@ Distributed training (:mod:`zerosum.parallel`): a game with a single player that
 step is ordinary manual-optimisation DDP (DDP's reducer averages the gradients, overlapped with the
 backward pass). A game with several players runs every backward outside DDP's reducer and averages
 each player's gradients itself, one flat all-reduce per update, so no ``find_unused_parameters`` is
-needed; after every training step rank 0's buffers are broadcast (DDP's own buffer rule), so all
-ranks hold identical modules. State that every rank updates identically and that DDP must not touch
+needed. After every training step rank 0's buffers are broadcast (DDP's own buffer rule, which
+DDP itself applies only at the start of the next forward), so all ranks hold identical modules
+whenever they are evaluated or saved. State that every rank updates identically and that DDP must not touch
 is named in ``_ddp_params_and_buffers_to_ignore`` (SRAL's agent).
 
 Outside a Trainer (unit tests, notebooks) :meth:`Game.play` still works: it uses optimizers built
@@ -38,6 +39,7 @@ once from the players' declarations and a plain ``backward``.
 from __future__ import annotations
 
 import contextlib
+import operator
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
@@ -76,7 +78,8 @@ class Game(L.LightningModule):
     def add_player(self, name: str, networks: Union[str, Sequence[str]], optimizer: Spec,
                    scheduler: Optional[Spec] = None, interval: str = "step",
                    clip_norm: Optional[float] = None) -> None:
-        """Declare player ``name``: the module attributes it trains (``networks``), its optimizer and
+        """Declare player ``name``: the module attributes it trains (``networks``, dotted names allowed:
+        ``"agent.actor"``), its optimizer and
         an optional scheduler stepped per optimizer step (``interval="step"``) or per epoch."""
         if interval not in INTERVALS:
             raise ValueError(f"scheduler interval of player {name!r} must be one of {INTERVALS}, got {interval!r}")
@@ -90,7 +93,7 @@ class Game(L.LightningModule):
         seen: set[int] = set()
         out = []
         for attr in self.players[name].networks:
-            owner = getattr(self, attr)
+            owner = operator.attrgetter(attr)(self)
             for p in ([owner] if isinstance(owner, nn.Parameter) else owner.parameters()):
                 if p.requires_grad and id(p) not in seen:
                     seen.add(id(p))
@@ -151,6 +154,7 @@ class Game(L.LightningModule):
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
+            opt.zero_grad(set_to_none=True)
             return value.detach()
         if optimizer is not None and not isinstance(optimizer, LightningOptimizer):
             opt = LightningOptimizer._to_lightning_optimizer(optimizer, self.trainer.strategy)
@@ -170,6 +174,7 @@ class Game(L.LightningModule):
         if clip is not None:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         opt.step()
+        opt.zero_grad(set_to_none=True)  # no gradient outlives its update
         if optimizer is None and self.players[name].interval == "step":
             scheduler = self.scheduler_of(name)
             if scheduler is not None:
@@ -178,7 +183,7 @@ class Game(L.LightningModule):
 
     # ---- the loop's cadence -------------------------------------------------------------------------
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.syncs_players_by_hand and world_size() > 1:
+        if world_size() > 1:
             sync_buffers(self, skip=getattr(self, "_ddp_params_and_buffers_to_ignore", ()))
 
     def on_train_epoch_end(self) -> None:

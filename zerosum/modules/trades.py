@@ -1,43 +1,24 @@
 """TRADES (Zhang et al. 2019): the baseline whose regulariser CAAT's adversary uses.
 
 ``min_f E [ CE(f(x), y) + beta * max_{x' in B(x, eps)} KL(f(x) || f(x')) ]``  (TRADES Eq. 5).
-The inner maximisation (:func:`trades_attack`) is PGD on the KL from ``x + 0.001 N(0, I)``, shared
-with :class:`zerosum.modules.CAAT`.
+The inner maximisation is :func:`zerosum.attacks.trades.trades_attack` (PGD on the KL from
+``x + 0.001 N(0, I)``), shared with :class:`zerosum.modules.CAAT`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
-import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-from zerosum.attacks import pgd
-from zerosum.losses import TradesKL, trades_kl
+from zerosum.attacks.trades import trades_attack
+from zerosum.losses import trades_kl
 from zerosum.modules.classifier import Classifier
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import Normalized
-
-
-def clean_probabilities(net: nn.Module, x: Tensor) -> Tensor:
-    """``softmax(net(x))`` in eval mode without gradients (the attack's fixed reference)."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            return F.softmax(net(x), dim=1)
-    finally:
-        net.train(was_training)
-
-
-def trades_attack(net: nn.Module, x: Tensor, *, eps: Union[float, Tensor], step_size: Union[float, Tensor],
-                  steps: int, init_std: float = 0.001) -> Tensor:
-    """``x' = argmax_{x' in B_inf(x, eps)} KL(f(x) || f(x'))`` by PGD from ``x + init_std N(0, I)``;
-    ``eps`` / ``step_size`` may be per-sample (B,) tensors."""
-    return pgd(net, x, clean_probabilities(net, x), eps=eps, step_size=step_size, steps=steps,
-               loss_fn=TradesKL(clean_is_prob=True), random_start="normal", init_std=init_std)
+from zerosum.optim import spec
 
 
 class TRADES(Classifier):
@@ -53,7 +34,7 @@ class TRADES(Classifier):
         in_channels: int = 3,
         net: str = "preact_resnet18",
         net_args: Optional[dict[str, Any]] = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
+        optimizer: OptimizerCallable = spec("torch.optim.SGD", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
         scheduler_interval: str = "epoch",
         data_mean: Optional[Sequence[float]] = None,
@@ -77,8 +58,8 @@ class TRADES(Classifier):
         logits = self(x)
         ce = F.cross_entropy(logits, y)
         kl = trades_kl(self(x_adv), logits, reduction="mean")
-        loss = ce + hp.beta * kl
-        self.train_acc(logits, y)
+        loss = self.play("net", ce + hp.beta * kl)  # TRADES Eq. 5
+        self.train_acc(logits.detach(), y)
         log_step(self, {"train/loss": loss, "train/ce": ce, "train/kl": kl}, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss

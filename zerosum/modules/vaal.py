@@ -11,7 +11,7 @@ One training step (Algorithm 1; the order below is the official code's, T first)
 3. ``num_adv_steps`` (default 1) D steps on Eq. 3, ``BCE(D(mu_L), 1) + BCE(D(mu_U), 0)``,
    with ``disc_optimizer`` (alpha2); the VAE is frozen (its means are computed without gradient).
 
-Each player's update is an isolated ``toggle -> loss -> backward -> step`` so it reads like its equation.
+Each player's update is one :meth:`~zerosum.modules.Game.play`, so the step reads like Algorithm 1.
 
 The labeled and unlabeled batches go through the VAE in **one** forward pass (concatenated): in
 training mode BatchNorm normalises with batch statistics, and two separate passes (as in the official
@@ -22,42 +22,35 @@ Data: a batch must be ``{"labeled": (x, y, idx), "unlabeled": (x, y, idx)}``, wh
 ``ActivePoolDataModule(..., unlabeled_stream=True)`` yields (a cycling unlabeled stream); the labels of
 the unlabeled stream are never read.
 
-Distributed training: the three players update in turn, so one DDP reducer over the whole module
-would need ``find_unused_parameters=True`` and would all-reduce every player's (zero) gradients at each
-of the 4 backward passes. Instead, the module runs its backward passes outside the DDP reducer
-(``no_sync``) and all-reduces the gradients of the player being updated only (one flat all-reduce per
-update); BatchNorm buffers are broadcast from rank 0 after every step (DDP's own buffer rule). No
-``find_unused_parameters`` is needed and the ranks stay identical.
+Distributed training: the game loop (:class:`~zerosum.modules.Game`) all-reduces the gradients of the
+player being updated only (one flat all-reduce per update) and broadcasts rank 0's BatchNorm buffers
+after every step, so no ``find_unused_parameters`` is needed and the ranks stay identical.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-import lightning as L
 import torch
-import torch.distributed as dist
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from zerosum.losses.pool_adversarial import PoolDiscriminatorLoss, VAEAdversarialLoss
 from zerosum.losses.vae_loss import BetaVAELoss
 from zerosum.modules.evaluation import LogitsEvaluation
+from zerosum.modules.game import Game
 from zerosum.modules.step_logging import log_step
 from zerosum.nets import build_net
 from zerosum.nets.discriminator import LatentDiscriminator
 from zerosum.nets.vae import BetaVAE
+from zerosum.optim import spec
+
+#: the paper's default for all three players (alpha1 = alpha2 = alpha3 = 5e-4 on CIFAR)
+ADAM = spec("torch.optim.Adam", lr=5e-4)
 
 
-def adam(params, lr: float = 5e-4) -> torch.optim.Optimizer:
-    """The paper's default for all three players (alpha1 = alpha2 = alpha3 = 5e-4 on CIFAR)."""
-    return torch.optim.Adam(params, lr=lr)
-
-
-class VAAL(LogitsEvaluation, L.LightningModule):
+class VAAL(LogitsEvaluation, Game):
     """Args:
         num_classes / in_channels / image_size: linked from the datamodule by the CLI.
         net / net_args: the task model (a name from :mod:`zerosum.nets`; the paper uses ``vgg16_bn``).
@@ -88,9 +81,9 @@ class VAAL(LogitsEvaluation, L.LightningModule):
         lambda2: float = 1.0,
         num_vae_steps: int = 2,
         num_adv_steps: int = 1,
-        task_optimizer: OptimizerCallable = adam,
-        vae_optimizer: OptimizerCallable = adam,
-        disc_optimizer: OptimizerCallable = adam,
+        task_optimizer: OptimizerCallable = ADAM,
+        vae_optimizer: OptimizerCallable = ADAM,
+        disc_optimizer: OptimizerCallable = ADAM,
     ):
         super().__init__()
         if num_vae_steps < 1 or num_adv_steps < 1:
@@ -99,14 +92,15 @@ class VAAL(LogitsEvaluation, L.LightningModule):
         if lambda1 < 0 or lambda2 < 0:
             raise ValueError(f"VAAL: lambda1 and lambda2 must be >= 0, got {lambda1} and {lambda2}")
         self.save_hyperparameters(ignore=["task_optimizer", "vae_optimizer", "disc_optimizer"])
-        self.automatic_optimization = False
         self.task_model: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
         self.vae = BetaVAE(in_channels, image_size, latent_dim, base_width=vae_base_width, num_blocks=vae_num_blocks)
         self.discriminator = LatentDiscriminator(latent_dim, disc_hidden_dim, disc_num_layers)
         self.vae_loss = BetaVAELoss(beta)
         self.adversarial_loss = VAEAdversarialLoss()
         self.discriminator_loss = PoolDiscriminatorLoss()
-        self.task_optimizer, self.vae_optimizer, self.disc_optimizer = task_optimizer, vae_optimizer, disc_optimizer
+        self.add_player("task", "task_model", task_optimizer)
+        self.add_player("vae", "vae", vae_optimizer)
+        self.add_player("discriminator", "discriminator", disc_optimizer)
         self.init_accuracy(num_classes)
 
     # ---- the task model is what the module predicts with --------------------------------------
@@ -159,79 +153,12 @@ class VAAL(LogitsEvaluation, L.LightningModule):
         return labeled[0], labeled[1], unlabeled[0]
 
     def training_step(self, batch, batch_idx: int) -> None:
+        """VAAL Algorithm 1: T on L_T, then the VAE on Eq. 4, then D on Eq. 3."""
         x_l, y_l, x_u = self.split_batch(batch)
-        opt_task, opt_vae, opt_disc = self.optimizers()
-        with self._outside_ddp_reducer():
-            task_loss = self._update(opt_task, self.task_model, lambda: self.task_objective(x_l, y_l))
-            for _ in range(self.hparams.num_vae_steps):
-                vae_loss = self._update(opt_vae, self.vae, lambda: self.vae_objective(x_l, x_u))
-            for _ in range(self.hparams.num_adv_steps):
-                disc_loss = self._update(opt_disc, self.discriminator, lambda: self.discriminator_objective(x_l, x_u))
-        self._broadcast_buffers()
+        task_loss = self.play("task", lambda: self.task_objective(x_l, y_l))
+        for _ in range(self.hparams.num_vae_steps):
+            vae_loss = self.play("vae", lambda: self.vae_objective(x_l, x_u))
+        for _ in range(self.hparams.num_adv_steps):
+            disc_loss = self.play("discriminator", lambda: self.discriminator_objective(x_l, x_u))
         log_step(self, {"train/task_loss": task_loss, "train/vae_loss": vae_loss, "train/disc_loss": disc_loss},
                  prog_bar=True)
-
-    def _update(self, optimizer, player: nn.Module, objective) -> torch.Tensor:
-        """One gradient step of ``player`` on ``objective()``, the other players frozen."""
-        with self.toggled_optimizer(optimizer):
-            loss = objective()
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            self._all_reduce_grads(player)
-            optimizer.step()
-        return loss.detach()
-
-    # ---- distributed plumbing (no-ops on one process) ---------------------------------------------
-    def _ddp_wrapper(self) -> Optional[DistributedDataParallel]:
-        model = self._trainer.strategy.model if self._trainer is not None else None
-        return model if isinstance(model, DistributedDataParallel) else None
-
-    @contextlib.contextmanager
-    def _outside_ddp_reducer(self) -> Iterator[None]:
-        ddp = self._ddp_wrapper()
-        with ddp.no_sync() if ddp is not None else contextlib.nullcontext():
-            yield
-
-    def _world(self) -> int:
-        """Ranks this module synchronises itself: only under Lightning's DDP wrapper (other strategies,
-        e.g. FSDP or DeepSpeed, do not run here; single-process runs are no-ops)."""
-        return dist.get_world_size() if self._ddp_wrapper() is not None else 1
-
-    def _all_reduce_grads(self, player: nn.Module) -> None:
-        """Average ``player``'s gradients over ranks (one flat all-reduce)."""
-        world = self._world()
-        grads = [p.grad for p in player.parameters() if p.grad is not None]
-        if world == 1 or not grads:
-            return
-        flat = _flatten(grads)
-        dist.all_reduce(flat)
-        _unflatten_into(flat / world, grads)
-
-    def _broadcast_buffers(self) -> None:
-        """Rank 0's BatchNorm statistics on every rank (DDP's buffer rule), one broadcast per dtype."""
-        if self._world() == 1:
-            return
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for buf in self.buffers():
-            by_dtype.setdefault(buf.dtype, []).append(buf)
-        for bufs in by_dtype.values():
-            flat = _flatten(bufs)
-            dist.broadcast(flat, src=0)
-            _unflatten_into(flat, bufs)
-
-    def configure_optimizers(self):
-        return (self.task_optimizer(self.task_model.parameters()), self.vae_optimizer(self.vae.parameters()),
-                self.disc_optimizer(self.discriminator.parameters()))
-
-    # ---- evaluation of the task model -------------------------------------------------------------
-
-
-def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1) for t in tensors])
-
-
-def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
-    offset = 0
-    for t in tensors:
-        t.data.copy_(flat[offset:offset + t.numel()].view_as(t))
-        offset += t.numel()

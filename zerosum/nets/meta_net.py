@@ -15,7 +15,7 @@ class MetaNet(nn.Module):
     """``BatchNorm1d(in) -> Linear(in, hidden) -> ReLU -> Linear(hidden, out) -> softmax(. / T)``.
 
     Args:
-        in_features: size of zeta_i (6 for :func:`zerosum.meta.sample_features`).
+        in_features: size of zeta_i (6 for :func:`zerosum.modules.caat_features.sample_features`).
         hidden: hidden units (100 in the paper).
         out_features: number of weights per sample (2: adversary, anti-adversary).
         temperature: softmax temperature T > 0.

@@ -5,6 +5,10 @@ the pool datamodule and a budget, and returns the pool indices to label next. St
 samples independently subclass :class:`ScoringStrategy` and implement ``score_batch`` only;
 strategies with their own networks or sequential decisions (core-set, VAAL, SRAL) implement
 ``select``. Every rank must return the same indices.
+
+The budget is checked twice, each thing once: the :class:`~zerosum.callbacks.ActiveLearning` callback
+validates the user's setting (a count or a fraction) when it is built, and :meth:`QueryStrategy.check_budget`
+checks the number a ``select`` receives against the unlabeled pool at query time.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ class QueryStrategy(ABC):
 
     @abstractmethod
     def select(self, trainer: L.Trainer, module: L.LightningModule, pool, budget: int) -> torch.Tensor:
-        """Return ``budget`` distinct unlabeled pool indices (a long tensor), identical on every rank."""
+        """Return ``budget`` distinct unlabeled pool indices (a long tensor), identical on every rank.
+        Implementations start with ``budget = self.check_budget(pool, budget)``."""
 
     def state_dict(self) -> dict:
         return {}
@@ -34,20 +39,19 @@ class QueryStrategy(ABC):
         pass
 
     @staticmethod
-    def check_budget(pool, budget: int) -> int:
-        """``budget`` as an int, or a clear error if it is not positive or exceeds the unlabeled pool."""
-        return check_budget(budget, pool.num_unlabeled)
-
-
-def check_budget(budget, remaining: int) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, (int, torch.Tensor)) or int(budget) != budget:
-        raise TypeError(f"budget must be an int number of samples, got {budget!r}")
-    budget = int(budget)
-    if budget <= 0:
-        raise ValueError(f"budget must be positive, got {budget}")
-    if budget > remaining:
-        raise ValueError(f"budget={budget} is larger than the remaining unlabeled pool ({remaining} samples)")
-    return budget
+    def check_budget(pool, budget) -> int:
+        """``budget`` as an int, or a clear error if it is not a positive whole number or exceeds the
+        unlabeled pool. The one query-time check: every ``select`` calls it first, so a strategy is
+        safe to call on its own (tests, benchmarks) and its callers need not check again."""
+        if isinstance(budget, bool) or not isinstance(budget, (int, torch.Tensor)) or int(budget) != budget:
+            raise TypeError(f"budget must be an int number of samples, got {budget!r}")
+        budget = int(budget)
+        if budget <= 0:
+            raise ValueError(f"budget must be positive, got {budget}")
+        remaining = pool.num_unlabeled
+        if budget > remaining:
+            raise ValueError(f"budget={budget} is larger than the remaining unlabeled pool ({remaining} samples)")
+        return budget
 
 
 def top_k(scores: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:

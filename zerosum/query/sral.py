@@ -27,6 +27,13 @@ Candidates rejected in a pass are walked again in a further pass (they stay unla
 exactly ``budget`` indices. The paper's Fig. 1 text also returns selected samples with a negative
 reward to the pool; that would spend labels the expert already gave, so it is not done here.
 
+The strategy keeps the walk's bookkeeping (ranking, groups, passes, fallback, rewards as accuracy
+changes); every decision and update is the module's (:class:`zerosum.modules.SRAL` plays them as its
+game): ``act`` (the noisy action on a state), ``probe`` and ``retrain`` (updates of the selection
+classifier, with one SGD optimiser made per ``select``: lr ``probe_lr``, momentum 0.9, weight decay
+5e-4), ``remember`` and ``agent_step`` (replay, DDPG) and ``selection_state``. Any module offering
+those (and ``selector``, ``group_size``) can be used; no module is imported here.
+
 DDP: every rank runs the same walk on the gathered scores and features, with the same seeded
 generator (seeded by ``seed`` and the labeled count, so a resumed run redraws the same noise) and
 the full (unsharded) reward subset. The selection of every step and its reward are broadcast from
@@ -36,20 +43,53 @@ identical even where floating point is not bitwise reproducible (GPUs).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Literal, Optional
 
 import lightning as L
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from zerosum.query.base import QueryStrategy
 from zerosum.inference import eval_mode, map_pool
+from zerosum.parallel import broadcast
+from zerosum.query.base import QueryStrategy
 from zerosum.query.uncertainty import entropy_score
+
+# what SRALStrategy asks of the module (zerosum.modules.SRAL offers it)
+MODULE_INTERFACE = ("selector", "group_size", "act", "probe", "retrain", "remember", "agent_step", "selection_state")
+
+
+def check_interface(module) -> None:
+    """TypeError naming what ``module`` lacks of :data:`MODULE_INTERFACE`."""
+    missing = [name for name in MODULE_INTERFACE if not hasattr(module, name)]
+    if missing:
+        raise TypeError(f"SRALStrategy needs a module that plays SRAL's game (zerosum.modules.SRAL); "
+                        f"{type(module).__name__} lacks {', '.join(missing)}")
+
+
+@dataclass
+class Walk:
+    """One ``select`` call's context and, per chunk (set with ``dataclasses.replace``), what its walk covers."""
+
+    trainer: Optional[L.Trainer]
+    module: Any  # offers MODULE_INTERFACE
+    net: nn.Module  # module.selector
+    probe_opt: torch.optim.Optimizer  # made once per select, shared by every probe and retrain
+    datamodule: Any
+    device: torch.device
+    val_x: torch.Tensor  # the reward subset of the validation split
+    val_y: torch.Tensor
+    generator: torch.Generator
+    stats: dict
+    order: Optional[torch.Tensor] = None  # per chunk: pool indices in walking order,
+    feats: Optional[torch.Tensor] = None  # their features (rows of the states, Eq. 1),
+    chunk: int = 0  # how many to select,
+    labeled: list[int] = field(default_factory=list)  # and the labeled indices so far
 
 
 class SRALStrategy(QueryStrategy):
-    """Reinforcement active learning with entropy pre-ranking; needs a :class:`zerosum.modules.SRAL`.
+    """Reinforcement active learning with entropy pre-ranking; needs a module offering
+    :data:`MODULE_INTERFACE` (:class:`zerosum.modules.SRAL`).
 
     Args:
         small_budget: ``b``, samples selected between two retrain/re-rank steps (paper: 300).
@@ -97,12 +137,6 @@ class SRALStrategy(QueryStrategy):
 
     # ---- helpers ----------------------------------------------------------------------------------
     @staticmethod
-    def _broadcast(trainer: Optional[L.Trainer], obj):
-        if trainer is not None and trainer.world_size > 1:
-            return trainer.strategy.broadcast(obj, src=0)
-        return obj
-
-    @staticmethod
     def _load(dataset, indices, device) -> tuple[torch.Tensor, torch.Tensor]:
         items = [dataset[int(i)] for i in indices]
         x = torch.stack([torch.as_tensor(it[0]) for it in items]).to(device)
@@ -134,21 +168,9 @@ class SRALStrategy(QueryStrategy):
             order = torch.randperm(len(indices), generator=g)
         return indices[order], out[order, 1:]
 
-    def _train(self, net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
-        net.train()
-        with torch.enable_grad():
-            for _ in range(steps):
-                loss = F.cross_entropy(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
     # ---- the procedure ----------------------------------------------------------------------------
     def select(self, trainer: Optional[L.Trainer], module, pool, budget: int) -> torch.Tensor:
-        from zerosum.modules.sral import SRAL, paper_sgd
-
-        if not isinstance(module, SRAL):
-            raise TypeError(f"SRALStrategy needs the model to be zerosum.modules.SRAL, got {type(module).__name__}")
+        check_interface(module)
         budget = self.check_budget(pool, budget)
         dm = pool.datamodule
         if getattr(dm, "val_set", None) is None or len(dm.val_set) == 0:
@@ -158,90 +180,94 @@ class SRALStrategy(QueryStrategy):
         seed = self.seed * 1_000_003 + pool.num_labeled
         g = torch.Generator().manual_seed(seed)
         val_x, val_y = self._load(dm.val_set, range(min(self.reward_val_size, len(dm.val_set))), device)
-        opt = paper_sgd(net.parameters(), lr=self.probe_lr)
+        # the paper's classifier SGD (section 4.1) at lr probe_lr
+        probe_opt = torch.optim.SGD(net.parameters(), lr=self.probe_lr, momentum=0.9, weight_decay=5e-4)
+        context = Walk(trainer, module, net, probe_opt, dm, device, val_x, val_y, g,
+                       stats={"steps": 0, "rewards": [], "selected_per_step": [], "fallback": 0})
         labeled = pool.labeled_indices.tolist()
         chosen: list[int] = []
-        stats = {"steps": 0, "rewards": [], "selected_per_step": [], "fallback": 0}
         was_training = net.training
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             while len(chosen) < budget:
                 chunk = min(self.small_budget, budget - len(chosen))
                 order, feats = self._rank(trainer, net, pool, set(chosen), g)
-                chosen += self._walk(trainer, module, net, opt, dm, order, feats.to(device), chunk,
-                                     labeled + chosen, val_x, val_y, g, stats)
+                chosen += self._walk(replace(context, order=order, feats=feats.to(device), chunk=chunk,
+                                             labeled=labeled + chosen))
                 if len(chosen) < budget and self.retrain_epochs:
-                    self._retrain(net, opt, dm, labeled + chosen, device, g)
+                    self._retrain(context, labeled + chosen)
         net.train(was_training)
         if trainer is not None and trainer.world_size > 1:  # rank 0's agent and classifier everywhere
-            keep = ("agent.", "replay.", "noise.", "selection_net." if module.selection_net is not None else "net.")
-            state = {k: v.detach().cpu() for k, v in module.state_dict().items() if k.startswith(keep)}
-            module.load_state_dict(self._broadcast(trainer, state), strict=False)
-        self.last_stats = stats
+            module.load_state_dict(broadcast(trainer, module.selection_state()), strict=False)
+        self.last_stats = context.stats
         return torch.tensor(chosen, dtype=torch.long)
 
-    def _walk(self, trainer, module, net, opt, dm, order, feats, chunk, labeled, val_x, val_y, g, stats) -> list[int]:
-        n, device = module.group_size, feats.device
-        picked = torch.zeros(len(order), dtype=torch.bool)
-        acc = self._accuracy(net, val_x, val_y)
+    def _walk(self, w: Walk) -> list[int]:
+        """Walk ``w.order`` in groups of ``n`` until ``w.chunk`` samples are selected (or
+        ``max_passes`` passes are done, then fill in ranking order); returns the picks in ranking order."""
+        module, n, device, g = w.module, w.module.group_size, w.device, w.generator
+        picked = torch.zeros(len(w.order), dtype=torch.bool)
+        acc = self._accuracy(w.net, w.val_x, w.val_y)
 
-        def state_of(pos: torch.Tensor) -> torch.Tensor:
-            s = torch.zeros(n, feats.shape[1], device=device)
-            s[: len(pos)] = feats[pos]
+        def state_of(pos: torch.Tensor) -> torch.Tensor:  # Eq. (1), zero rows padding a short group
+            s = torch.zeros(n, w.feats.shape[1], device=device)
+            s[: len(pos)] = w.feats[pos]
             return s
 
         for _ in range(self.max_passes):
             cand = (~picked).nonzero().squeeze(1)
             for start in range(0, len(cand), n):
-                need = chunk - int(picked.sum())
+                need = w.chunk - int(picked.sum())
                 if need <= 0:
                     break
                 group, nxt = cand[start:start + n], cand[start + n:start + 2 * n]
                 s, s2 = state_of(group), state_of(nxt)
-                a = module.noise(module.agent.act(s), g)
+                a = module.act(s, g)
                 a[len(group):] = -1.0  # padding rows of a short last group are never selected
                 sel = a[: len(group)].cpu() >= 0
                 if int(sel.sum()) > need:  # keep the largest actions
                     top = torch.sort(a[: len(group)].cpu(), descending=True, stable=True).indices[:need]
                     sel = torch.zeros_like(sel)
                     sel[top] = True
-                sel = self._broadcast(trainer, sel)
+                sel = broadcast(w.trainer, sel)
                 reward = 0.0
                 if sel.any():
-                    new = order[group[sel]].tolist()
-                    x, y = self._load(dm.train_set_eval, new, device)
-                    if self.probe_labeled and labeled:
-                        pick = torch.randint(len(labeled), (self.probe_labeled,), generator=g)
-                        lx, ly = self._load(dm.train_set_eval, [labeled[i] for i in pick], device)
+                    new = w.order[group[sel]].tolist()
+                    x, y = self._load(w.datamodule.train_set_eval, new, device)
+                    if self.probe_labeled and w.labeled:
+                        pick = torch.randint(len(w.labeled), (self.probe_labeled,), generator=g)
+                        lx, ly = self._load(w.datamodule.train_set_eval, [w.labeled[i] for i in pick], device)
                         x, y = torch.cat([x, lx]), torch.cat([y, ly])
-                    self._train(net, opt, x, y, self.probe_steps)
-                    new_acc = self._accuracy(net, val_x, val_y)
+                    module.probe(x, y, w.probe_opt, self.probe_steps)
+                    new_acc = self._accuracy(w.net, w.val_x, w.val_y)
                     reward, acc = new_acc - acc, new_acc  # Eq. (2), in percentage points
                     picked[group[sel]] = True
-                reward = float(self._broadcast(trainer, reward))
-                module.replay.add(s, a, reward, s2)
+                reward = float(broadcast(w.trainer, reward))
+                module.remember(s, a, reward, s2)
                 for _ in range(self.updates_per_step):
                     module.agent_step(g)
-                stats["steps"] += 1
-                stats["rewards"].append(reward)
-                stats["selected_per_step"].append(int(sel.sum()))
-            if int(picked.sum()) >= chunk:
+                w.stats["steps"] += 1
+                w.stats["rewards"].append(reward)
+                w.stats["selected_per_step"].append(int(sel.sum()))
+            if int(picked.sum()) >= w.chunk:
                 break
-        need = chunk - int(picked.sum())
+        need = w.chunk - int(picked.sum())
         if need > 0:  # fallback: ranking order
             rest = (~picked).nonzero().squeeze(1)[:need]
             picked[rest] = True
-            stats["fallback"] += len(rest)
+            w.stats["fallback"] += len(rest)
         # ranking order of the picks (the order they were walked in does not matter to the caller)
-        return order[picked.nonzero().squeeze(1)].tolist()
+        return w.order[picked.nonzero().squeeze(1)].tolist()
 
-    def _retrain(self, net, opt, dm, indices: list[int], device, g) -> None:
-        """Retrain the selection classifier on the grown labeled set (evaluation transforms: no
-        augmentation RNG, so every rank computes the same)."""
-        perm = torch.randperm(len(indices), generator=g)
+    def _retrain(self, w: Walk, indices: list[int]) -> None:
+        """Retrain the selection classifier on the grown labeled set, ``retrain_epochs`` epochs of
+        shuffled batches (evaluation transforms: no augmentation RNG, so every rank computes the same)."""
+        w.module.retrain(self._batches(w, indices), w.probe_opt)
+
+    def _batches(self, w: Walk, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = torch.randperm(len(indices), generator=w.generator)
         for _ in range(self.retrain_epochs):
             for i in range(0, len(indices), self.retrain_batch_size):
-                x, y = self._load(dm.train_set_eval, [indices[j] for j in perm[i:i + self.retrain_batch_size]], device)
-                if len(x) > 1:
-                    self._train(net, opt, x, y, 1)
-            perm = torch.randperm(len(indices), generator=g)
+                batch = [indices[j] for j in perm[i:i + self.retrain_batch_size]]
+                yield self._load(w.datamodule.train_set_eval, batch, w.device)
+            perm = torch.randperm(len(indices), generator=w.generator)

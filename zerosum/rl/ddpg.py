@@ -4,8 +4,11 @@
 - Actor, Eq. (4): ``max_a Q(S, pi(S))``, i.e. minimise ``-Q(S, pi(S))``.
 - Soft target update, Eq. (7): ``theta' := lambda theta + (1 - lambda) theta'`` (lambda = 0.01).
 
-:class:`DDPG` owns the four networks; optimisers are passed in (the owning LightningModule creates
-them in ``configure_optimizers`` so they are checkpointed with it).
+:class:`DDPG` owns the four networks and the math of each step (:meth:`DDPG.critic_loss`,
+:meth:`DDPG.actor_loss`, :meth:`DDPG.soft_update`). Its owner does the updates: SRAL plays the critic
+and the actor as two players of its game (:meth:`zerosum.modules.SRAL.agent_step`), with the
+optimisers of its ``configure_optimizers`` (checkpointed with it). :meth:`DDPG.update` is the same
+step with plain optimisers, for the agent on its own.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class DDPG(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor], actor_optimizer: torch.optim.Optimizer,
                critic_optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        """One DDPG step on a replay minibatch: critic (Eq. 6), actor (Eq. 4), soft update (Eq. 7)."""
+        """One DDPG step on a replay minibatch with plain optimisers (the agent on its own; SRAL plays
+        it through its game): critic (Eq. 6), actor (Eq. 4), soft update (Eq. 7)."""
         critic_loss = self.critic_loss(batch)
         critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from zerosum.meta import sample_features
+from zerosum.modules.caat_features import sample_features
 
 
 def test_features_match_their_definitions():

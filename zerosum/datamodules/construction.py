@@ -1,16 +1,17 @@
-"""The predict-time data of dataset construction: a split of a datamodule served one *shard* per
-predict batch, so that each shard is computed and written by exactly one rank (Lightning's predict
-uses an unrepeated distributed sampler) and a rerun can skip shards already on disk."""
+"""The predict-time data of dataset construction (Ilyas et al. 2019, :mod:`zerosum.construct`): a
+split of a datamodule served one *shard* per predict batch, so that each shard is computed and
+written by exactly one rank (Lightning's predict uses an unrepeated distributed sampler) and a rerun
+can skip shards already on disk."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zerosum.datamodules.vision import VisionDataModule
+from zerosum.datamodules.wrapped import WrappedDataModule
 
 SPLITS = ("train", "val", "test")
 
@@ -44,7 +45,7 @@ class ShardDataset(Dataset):
         return {"shard": k, "x": x, "y": y, "index": index}
 
 
-class ConstructionData(L.LightningDataModule):
+class ConstructionData(WrappedDataModule):
     """Wraps a :class:`~zerosum.datamodules.VisionDataModule`: ``predict`` yields shards of ``split``
     (``train`` = the training samples with evaluation transforms, i.e. no augmentation).
 
@@ -55,21 +56,16 @@ class ConstructionData(L.LightningDataModule):
     """
 
     def __init__(self, data: VisionDataModule, split: str = "train", shard_size: int = 1000, num_workers: int = 0):
-        super().__init__()
+        super().__init__(data)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
         if getattr(data, "normalize", False):
             raise ValueError("ConstructionData needs [0, 1] pixels: set the wrapped datamodule's normalize: false")
-        self.data, self.split, self.shard_size, self.num_workers = data, split, shard_size, num_workers
+        self.split, self.shard_size, self.num_workers = split, shard_size, num_workers
         self.shards: Optional[ShardDataset] = None
-        for fact in ("num_classes", "in_channels", "image_size", "mean", "std"):
-            setattr(self, fact, getattr(data, fact))
-
-    def prepare_data(self) -> None:
-        self.data.prepare_data()
 
     def setup(self, stage: Optional[str] = None) -> None:
-        self.data.setup("fit")
+        super().setup("fit")  # every split exists after the wrapped datamodule's fit setup
         dataset = {"train": self.data.train_set_eval, "val": self.data.val_set, "test": self.data.test_set}[self.split]
         self.shards = ShardDataset(dataset, self.shard_size)
 
