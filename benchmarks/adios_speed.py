@@ -1,130 +1,179 @@
-"""ADIOS benchmark: speed of one training step, and a CPU-scale masking comparison.
+"""ADIOS benchmark: the occlusion network's size and cost against the official one, the cost of an ADIOS
+step against a plain SimCLR step measured in the same run, and the train-mode equivalence of the
+batched step with the per-mask loop.
 
-1. Speed: one full ADIOS step (encoder step + occlusion step; SimCLR, N=4, CIFAR ResNet-18 at 32 px,
-   batch 64) with our batched encoding (clean view once, the N masked views as one batch) vs. the
-   reference loop that re-encodes the clean view for every mask; goal ratio <= 0.7. Also ADIOS-s vs
-   ADIOS.
-2. Accuracy: online linear-probe and kNN accuracy of SimCLR vs SimCLR+ADIOS vs SimCLR+random
-   patch masks on the CIFAR-10 JPEG folder (configs/adios/cifar10_jpg_simclr.yaml: small CNN,
-   5k-image subset, a few epochs).
+1. Size: parameters and FLOPs per image of the occlusion net at the STL-10 SimCLR settings of the
+   official script (96 px, mask_fbase 128, N = 6, GroupNorm, 5 levels): the official network's
+   numbers computed from its channel lists (src/utils/unet.py of YugeTen/adios), zerosum's default
+   ``adios_unet`` and the earlier ``double_conv_unet`` measured (torch FlopCounterMode, 2 FLOPs per
+   multiply-add), and the ResNet-18 encoder. Goal: ``adios_unet`` within 10% of the official.
+2. Speed: one full ADIOS step (encoder step + occluder step) and one ADIOS-s step as a ratio to one
+   plain SimCLR step of the same encoder, batch and data, timed interleaved in rotation (a shared
+   machine's load hits all alike), median of ``--reps``; beside it the ratio of FLOPs per step
+   counted by torch (what the time ratio would be if every FLOP cost the same). Default: the STL-10 SimCLR setting at a CPU
+   batch (ResNet-18 at 96 px, N = 6, official occlusion net); ``--setting cifar`` for a CIFAR
+   ResNet-18 at 32 px, N = 4.
+3. Equivalence (``--equivalence``): the batched loss (per-mask BatchNorm statistics) against the
+   per-mask reference loop in training mode: loss difference, occluder-gradient max difference and cosine.
 
-    OMP_NUM_THREADS=1 python benchmarks/adios_speed.py [--reps 2] [--epochs 3] [--skip-accuracy]
+    OMP_NUM_THREADS=1 python benchmarks/adios_speed.py [--setting stl10|cifar] [--batch 8] [--reps 3] [--equivalence]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from zerosum.modules import ADIOS
+from zerosum.nets.occlusion_unet import default_num_blocks, official_widths
+
+STL10_SIMCLR = dict(image_size=96, base_width=128, num_masks=6, norm="group")  # bash_files/training/stl10/resnet18/simclr_adios.sh
 
 
-def one_step(model: ADIOS, opt_e, opt_m, v1, v2, batched: bool) -> None:
-    """The same two steps as ADIOS.training_step, without Lightning."""
-    masks2 = model.predict_masks(v2)
-    used = masks2
-    if model.hparams.masking == "adios_s":
-        used = model.pick_one(masks2, torch.randint(model.hparams.num_masks, (len(v2),)))
-    model.mask_net.requires_grad_(False)
-    opt_e.zero_grad()
-    loss, _ = model.ssl_loss(v1, v2, None, used.detach(), batched=batched)
-    loss.backward()
-    opt_e.step()
-    model.mask_net.requires_grad_(True)
-    for m in (model.encoder, model.objective):
-        m.requires_grad_(False)
-    opt_m.zero_grad()
-    loss, _ = model.ssl_loss(v1, v2, None, used, batched=batched)
-    (-(loss - model.penalty(masks2))).backward()
-    opt_m.step()
-    for m in (model.encoder, model.objective):
-        m.requires_grad_(True)
+def official_unet_cost(image_size: int, base_width: int, num_masks: int, in_channels: int = 3) -> tuple[int, int]:
+    """Parameters and FLOPs per image of the official occlusion net (GroupNorm, convs without bias),
+    from its channel lists: one 3x3 conv per level, MLP bottleneck 128-128, 1x1 head."""
+    n = default_num_blocks(image_size)
+    enc, dec = official_widths(base_width, n)
+    sizes = [image_size // 2 ** i for i in range(n)]
+    params = flops = 0
+    for i, (c_in, c_out) in enumerate(zip([in_channels, *enc[:-1]], enc)):
+        params += 9 * c_in * c_out + 2 * c_out
+        flops += 2 * 9 * c_in * c_out * sizes[i] ** 2
+    dec_in = [2 * enc[-1]] + [dec[i - 1] + enc[-1 - i] for i in range(1, n)]
+    for i, (c_in, c_out) in enumerate(zip(dec_in, dec)):
+        params += 9 * c_in * c_out + 2 * c_out
+        flops += 2 * 9 * c_in * c_out * sizes[n - 1 - i] ** 2
+    flat = enc[-1] * sizes[-1] ** 2
+    params += (flat * 128 + 128) + (128 * 128 + 128) + (128 * flat + flat) + (dec[-1] * num_masks + num_masks)
+    flops += 2 * (flat * 128 + 128 * 128 + 128 * flat) + 2 * dec[-1] * num_masks * image_size ** 2
+    return params, flops
 
 
-def setup(masking: str, batch: int = 64, n: int = 4):
+def measured_cost(net: torch.nn.Module, image_size: int) -> tuple[int, int]:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, image_size, image_size))
+    return sum(p.numel() for p in net.parameters()), counter.get_total_flops()
+
+
+def size_report() -> dict:
+    s = STL10_SIMCLR
+    official = official_unet_cost(s["image_size"], s["base_width"], s["num_masks"])
+    rows = {"official (YugeTen/adios src/utils/unet.py)": official}
+    for mask_net in ("adios_unet", "double_conv_unet"):
+        model = ADIOS(num_classes=10, image_size=s["image_size"], net="torchvision.resnet18", num_masks=s["num_masks"],
+                      mask_net=mask_net, mask_net_args={"base_width": s["base_width"], "norm": s["norm"]}, encoder_export=None)
+        rows[f"zerosum {mask_net}"] = measured_cost(model.mask_net, s["image_size"])
+    rows["encoder: ResNet-18 (torchvision)"] = measured_cost(model.encoder.backbone, s["image_size"])
+    print(f"[size] occlusion net at the STL-10 SimCLR settings ({s['image_size']} px, mask_fbase {s['base_width']}, "
+          f"N={s['num_masks']}, GroupNorm); FLOPs per image (2 per multiply-add)")
+    print(f"  {'network':44s} {'params (M)':>10s} {'GFLOP':>8s} {'params / official':>18s} {'FLOP / official':>16s}")
+    for name, (p, f) in rows.items():
+        print(f"  {name:44s} {p / 1e6:10.2f} {f / 1e9:8.2f} {p / official[0]:18.3f} {f / official[1]:16.3f}")
+    ours = rows["zerosum adios_unet"]
+    ok = abs(ours[0] / official[0] - 1) <= 0.1 and abs(ours[1] / official[1] - 1) <= 0.1
+    print(f"  adios_unet within 10% of the official in parameters and FLOPs: {ok}")
+    return {k: {"params": p, "flops": f} for k, (p, f) in rows.items()}
+
+
+def build(setting: str, masking: str) -> ADIOS:
+    """The official STL-10 SimCLR+ADIOS model (or a CIFAR ResNet-18 one) with the official optimisers
+    (SGD + LARS, clipping), constant learning rates."""
+    from zerosum.optim import spec
+
     torch.manual_seed(0)
-    model = ADIOS(num_classes=10, net="resnet18_cifar", objective="simclr", masking=masking, num_masks=n,
-                  mask_net_args={"base_width": 32, "norm": "instance"}, cosine=False)
-    opt_e = torch.optim.SGD([p for m in (model.encoder, model.objective) for p in m.parameters()], lr=0.1, momentum=0.9)
-    opt_m = torch.optim.SGD(model.mask_net.parameters(), lr=0.01, momentum=0.9)
-    return model, opt_e, opt_m
+    lars = dict(momentum=0.9, eta=0.02, clip_lr=True, exclude_bias_and_norm=True)
+    if setting == "stl10":  # bash_files/training/stl10/resnet18/simclr_adios.sh (alpha: see configs/adios/stl10_simclr.yaml)
+        s = STL10_SIMCLR
+        wd = 8.504658547335148e-05
+        return ADIOS(num_classes=10, image_size=96, net="torchvision.resnet18", objective="simclr",
+                     objective_args={"proj_hidden_dim": 2048, "proj_output_dim": 256, "temperature": 0.2},
+                     masking=masking, num_masks=s["num_masks"], alpha=1.0,
+                     mask_net_args={"base_width": s["base_width"], "norm": s["norm"]},
+                     optimizer=spec("zerosum.optim.LARS", lr=0.13234838295784523, weight_decay=wd, **lars),
+                     mask_optimizer=spec("zerosum.optim.LARS", lr=0.01946841419435407, weight_decay=wd, **lars),
+                     cosine=False, encoder_export=None)
+    return ADIOS(num_classes=10, image_size=32, net="resnet18_cifar", objective="simclr",
+                 objective_args={"proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.2}, masking=masking,
+                 num_masks=4, alpha=0.923, alpha_entropy=0.712, mask_net_args={"base_width": 32, "norm": "instance"},
+                 optimizer=spec("zerosum.optim.LARS", lr=0.111, weight_decay=1e-4, **lars),
+                 mask_optimizer=spec("zerosum.optim.LARS", lr=0.0145, weight_decay=1e-4, **lars),
+                 cosine=False, encoder_export=None)
 
 
-def speed(reps: int) -> dict:
-    """Variants are timed in rotation (loop, ours, ADIOS-s) so that load changes on a shared
-    machine hit all of them alike; the best of ``reps`` is kept."""
-    v1, v2 = torch.randn(64, 3, 32, 32), torch.randn(64, 3, 32, 32)
-    variants = {"loop": (setup("adios"), False), "ours": (setup("adios"), True), "adios_s": (setup("adios_s"), True)}
-    best = {k: float("inf") for k in variants}
-    for rep in range(reps + 1):  # the first round is the warm-up
-        for name, ((model, opt_e, opt_m), batched) in variants.items():
+def step_flops(model: ADIOS, v1: torch.Tensor, v2: torch.Tensor) -> int:
+    """FLOPs of one training step (forward and backward of both players), counted by torch."""
+    with FlopCounterMode(display=False) as counter:
+        model.training_step(([v1, v2], None, None), 0)
+    return counter.get_total_flops()
+
+
+def speed(setting: str, batch: int, reps: int) -> dict:
+    size = 96 if setting == "stl10" else 32
+    g = torch.Generator().manual_seed(0)
+    v1, v2 = torch.randn(batch, 3, size, size, generator=g), torch.randn(batch, 3, size, size, generator=g)
+    models = {name: build(setting, masking) for name, masking in (("simclr", "none"), ("adios", "adios"), ("adios_s", "adios_s"))}
+    flops = {name: step_flops(model, v1, v2) for name, model in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for rep in range(reps + 1):  # round 0 warms up
+        for name, model in models.items():
             start = time.perf_counter()
-            one_step(model, opt_e, opt_m, v1, v2, batched)
+            model.training_step(([v1, v2], None, None), 0)
             if rep > 0:
-                best[name] = min(best[name], time.perf_counter() - start)
-    ours, loop, small = best["ours"], best["loop"], best["adios_s"]
-    print(f"[speed] one ADIOS step (SimCLR, N=4, ResNet-18 CIFAR, 32 px, batch 64, {torch.get_num_threads()} threads, best of {reps})")
-    print(f"  reference loop (re-encode per mask): {loop:7.2f} s")
-    print(f"  ours (clean once, N masks batched):  {ours:7.2f} s   ratio {ours / loop:.2f} (goal <= 0.7)")
-    print(f"  ADIOS-s (one mask per sample):       {small:7.2f} s   ratio vs ADIOS {small / ours:.2f}")
-    return {"adios_batched_s": ours, "adios_loop_s": loop, "adios_s_s": small,
-            "ratio_ours_vs_loop": ours / loop, "ratio_adios_s_vs_adios": small / ours}
+                times[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = models["adios"].hparams.num_masks
+    print(f"[speed] one training step, {setting} setting ({size} px, batch {batch}, N={n}), {torch.get_num_threads()} "
+          f"thread(s), median of {reps}, interleaved; the machine may be shared")
+    for k in ("simclr", "adios", "adios_s"):
+        print(f"  {k:8s} {med[k]:8.3f} s   ratio to SimCLR {med[k] / med['simclr']:6.2f}   "
+              f"({flops[k] / 1e9:7.1f} GFLOP per step: ratio {flops[k] / flops['simclr']:6.2f})")
+    return {"setting": setting, "batch": batch, "seconds": med, "gflop": {k: v / 1e9 for k, v in flops.items()},
+            "ratio_adios": med["adios"] / med["simclr"], "ratio_adios_s": med["adios_s"] / med["simclr"]}
 
 
-def last_scalars(folder: str, prefix: str = "knn/") -> dict:
-    """Last logged value of every TensorBoard scalar under ``folder`` starting with ``prefix``
-    (``fit``'s validation metrics are gone from ``callback_metrics`` once ``test`` has run)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def equivalence(batch: int) -> dict:
+    """Train-mode batched loss vs the per-mask loop (tests/helpers/adios.py), CIFAR ResNet-18, N = 4."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import copy
 
-    out = {}
-    for dirpath, _, files in os.walk(folder):
-        if any(f.startswith("events.out.tfevents") for f in files):
-            acc = EventAccumulator(dirpath)
-            acc.Reload()
-            for tag in acc.Tags().get("scalars", []):
-                if tag.startswith(prefix):
-                    out[tag] = acc.Scalars(tag)[-1].value
-    return out
+    from tests.helpers.adios import per_mask_ssl_loss
 
-
-def accuracy(epochs: int, root: str) -> dict:
-    from zerosum.cli import run
-
-    results = {}
-    for masking in ("none", "adios", "random_patch"):
-        torch.manual_seed(0)
-        start = time.perf_counter()
-        cli = run(["fit", "--config", "configs/adios/cifar10_jpg_simclr.yaml", f"--model.init_args.masking={masking}",
-                   f"--trainer.max_epochs={epochs}", f"--trainer.default_root_dir={root}/{masking}",
-                   "--trainer.enable_progress_bar=false"])
-        metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith(("probe/", "knn/"))}
-        metrics.update(last_scalars(f"{root}/{masking}"))
-        metrics["minutes"] = (time.perf_counter() - start) / 60
-        pngs = []
-        for dirpath, _, files in os.walk(f"{root}/{masking}"):
-            pngs += [os.path.join(dirpath, f) for f in files if f.endswith(".png")]
-        metrics["mask_grid"] = sorted(pngs)[-1] if pngs else None
-        results[masking] = metrics
-        print(f"[accuracy] {masking}: {json.dumps(metrics)}", flush=True)
-    print("[accuracy] masking        probe/test_acc  knn/val_acc  minutes")
-    for k, m in results.items():
-        print(f"  {k:14s} {m.get('probe/test_acc', float('nan')):14.3f} {m.get('knn/val_acc', float('nan')):12.3f} {m['minutes']:8.1f}")
-    return results
+    model = build("cifar", "adios").train()
+    loop_model = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(1)
+    v1, v2 = torch.randn(batch, 3, 32, 32, generator=g), torch.randn(batch, 3, 32, 32, generator=g)
+    out = []
+    for m, fn in ((model, lambda mm, *a: mm.ssl_loss(*a)), (loop_model, per_mask_ssl_loss)):
+        loss, _ = fn(m, v1, v2, None, m.predict_masks(v2))
+        grads = torch.autograd.grad(loss, list(m.mask_net.parameters()))
+        out.append((loss.detach(), torch.cat([x.flatten() for x in grads])))
+    (lb, gb), (ll, gl) = out
+    cos = torch.nn.functional.cosine_similarity(gb.double(), gl.double(), dim=0).item()
+    res = {"loss_batched": lb.item(), "loss_loop": ll.item(), "loss_abs_diff": (lb - ll).abs().item(),
+           "grad_max_abs_diff": (gb - gl).abs().max().item(), "grad_max_abs": gl.abs().max().item(), "grad_cosine": cos}
+    print(f"[equivalence] train mode, CIFAR ResNet-18 + official occlusion net, batch {batch}, N=4: loss {lb.item():.6f} "
+          f"vs loop {ll.item():.6f} (|diff| {res['loss_abs_diff']:.2e}); occluder gradient max |diff| "
+          f"{res['grad_max_abs_diff']:.2e} (max |grad| {res['grad_max_abs']:.2e}), cosine {cos:.7f}")
+    return res
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--root", default="benchmark_runs/adios")
+    parser.add_argument("--setting", choices=("stl10", "cifar"), default="stl10")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--equivalence", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
+    size_report()
+    if args.equivalence:
+        equivalence(max(args.batch, 16))
     if not args.skip_speed:
-        speed(args.reps)
-    if not args.skip_accuracy:
-        accuracy(args.epochs, args.root)
+        speed(args.setting, args.batch, args.reps)

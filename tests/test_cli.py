@@ -17,7 +17,7 @@ def test_fit_links_data_facts_into_the_model():
 
 def test_fit_then_test_saves_config_next_to_logs(tmp_path):
     args = ["fit", "--config", CONFIG, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-            "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={tmp_path}"]
+            "--trainer.limit_val_batches=2", f"--trainer.default_root_dir={tmp_path}"]
     cli = run(args)
     assert (Path(cli.trainer.log_dir) / "config.yaml").exists()
     assert "test/acc" in cli.trainer.callback_metrics
@@ -50,3 +50,110 @@ def test_unknown_model_option_is_a_clear_error(capsys):
 def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "zerosum", "fit", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--config" in out.stdout
+
+
+def test_help_lists_zerosum_parts_by_short_name(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    for name in ("zerosum.modules.VAAL", "zerosum.modules.ADIOS", "zerosum.datamodules.DigitsDataModule",
+                 "zerosum.callbacks.ActiveLearning", "--active"):
+        assert name in out, name
+    with pytest.raises(SystemExit):
+        main(["fit", "--active.help", "ActiveLearning"])
+    out = capsys.readouterr().out
+    assert "zerosum.query.EntropyStrategy" in out and "--active.budget" in out
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "Classifier"])
+    out = capsys.readouterr().out
+    # descriptions come from the docstring; data-linked arguments are not required
+    assert "label smoothing" in out.lower() and "(required" not in out
+    assert "[from data.num_classes" in out
+
+
+def test_short_names_build_the_classes():
+    from zerosum.datamodules import DigitsDataModule
+    from zerosum.modules import Classifier
+
+    cli = run(["fit", "--model=Classifier", "--data=DigitsDataModule", "--model.net_args={'width': 8}",
+               "--trainer.fast_dev_run=1"])
+    assert type(cli.model) is Classifier and type(cli.datamodule) is DigitsDataModule
+    assert cli.model.hparams.num_classes == 10
+
+
+ACTIVE = {"strategy": {"class_path": "zerosum.query.EntropyStrategy"}, "rounds": 3, "epochs_per_round": 1,
+          "budget": 20}
+POOL = {"class_path": "zerosum.datamodules.ActivePoolDataModule",
+        "init_args": {"initial_labeled": 30, "datamodule": {"class_path": "zerosum.datamodules.DigitsDataModule",
+                                                            "init_args": {"batch_size": 32}}}}
+MODEL = {"class_path": "zerosum.modules.Classifier", "init_args": {"net_args": {"width": 8}}}
+
+
+@pytest.mark.parametrize("where", ["active", "trainer.callbacks"])
+def test_active_learning_options_on_the_command_line(where, tmp_path):
+    """`--active.*` reaches the callback's options; configs listing the callback under trainer.callbacks
+    keep working."""
+    import yaml
+
+    from zerosum.callbacks import ActiveLearning
+    from zerosum.query import RandomStrategy
+
+    config = {"model": MODEL, "data": POOL, "trainer": {"enable_progress_bar": False}}
+    if where == "active":
+        config["active"] = ACTIVE
+        extra = ["--active.rounds=2", "--active.budget=7", "--active.strategy=RandomStrategy"]
+    else:
+        config["trainer"]["callbacks"] = [{"class_path": "zerosum.callbacks.ActiveLearning", "init_args": ACTIVE}]
+        extra = []
+    path = tmp_path / "al.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = run(["fit", "--config", str(path), "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0",
+               "--test_after_fit=false", *extra])
+    active = [c for c in cli.trainer.callbacks if isinstance(c, ActiveLearning)]
+    assert len(active) == 1
+    al = active[0]
+    if where == "active":
+        assert (al.rounds, al.budget, type(al.strategy)) == (2, 7, RandomStrategy)
+    assert al.completed_rounds == al.rounds
+    assert cli.datamodule.num_labeled == 30 + (al.rounds - 1) * al.budget
+    assert (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_logs_learning_rates_and_no_hp_metric():
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cli = run(["fit", "--config", CONFIG, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+               "--trainer.limit_val_batches=2", "--test_after_fit=false", "--trainer.enable_progress_bar=false"])
+    events = EventAccumulator(cli.trainer.log_dir)
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert any(t.startswith("lr-") for t in tags), tags
+    assert "hp_metric" not in tags
+
+
+def test_last_resumes_this_configs_own_run():
+    """Runs of different configs in one folder do not mix: `--ckpt_path last` continues the newest run of
+    the same config, in its own run folder."""
+    fast = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+            "--test_after_fit=false", "--trainer.enable_progress_bar=false"]
+    first = run(["fit", "--config", CONFIG, *fast])
+    other = Path("other.yaml")
+    other.write_text(Path(CONFIG).read_text())
+    second = run(["fit", "--config", str(other), *fast])  # newer, but of another config
+    assert second.trainer.log_dir != first.trainer.log_dir
+    resumed = run(["fit", "--config", CONFIG, *fast, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert resumed.trainer.log_dir == first.trainer.log_dir
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 2 * first.trainer.global_step
+
+
+def test_without_a_logger_nothing_lands_in_the_current_directory_by_surprise():
+    """`logger: false` drops the configs' LearningRateMonitor (it needs a logger) and saves no config.yaml
+    into the current directory, where every such run would overwrite the last one's."""
+    cli = run(["fit", "--config", CONFIG, "--trainer.logger=false", "--trainer.max_steps=2",
+               "--trainer.limit_val_batches=0", "--test_after_fit=false", "--trainer.enable_progress_bar=false"])
+    assert cli.trainer.state.finished and not Path("config.yaml").exists()
+    assert Path("checkpoints/last.ckpt").is_file()
+    resumed = run(["fit", "--config", CONFIG, "--trainer.logger=false", "--trainer.max_steps=4", "--ckpt_path=last",
+                   "--trainer.limit_val_batches=0", "--test_after_fit=false", "--trainer.enable_progress_bar=false"])
+    assert Path(resumed.config.fit.ckpt_path).resolve() == Path("checkpoints/last.ckpt").resolve()
+    assert resumed.trainer.global_step == 4

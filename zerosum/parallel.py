@@ -13,6 +13,8 @@ Everything here is a no-op on a single process, so callers never branch on the w
 - :func:`all_reduce_mean`: in-place mean of tensors over ranks (per-class statistics, counters).
 - :func:`gather_rows`: ``all_gather`` of per-rank shards of unequal length (padded, then cut).
 - :func:`broadcast`: rank 0's object (a selection, a reward) on every rank.
+- :func:`all_gather_with_grad`: every rank's rows, concatenated, with gradients flowing back to each
+  rank's own rows (contrastive negatives from the global batch: SimCLR's NT-Xent).
 """
 
 from __future__ import annotations
@@ -129,3 +131,30 @@ def gather_rows(trainer, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out.append(gathered)
     valid = torch.cat([torch.arange(m) < c for c in counts])
     return tuple(g[valid] for g in out)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward sums, over ranks, the gradients of every rank's loss with respect
+    to this rank's rows (the gather layer of solo-learn and lightly)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor):
+        out = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, tensor.contiguous())
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        stacked = torch.stack(grads)
+        dist.all_reduce(stacked)
+        return stacked[dist.get_rank()]
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (equal shapes on all ranks) concatenated in rank order along dim 0,
+    differentiable: with each rank's loss built on the gathered rows and the usual mean of gradients
+    over ranks, the parameters get the gradient of the mean of the ranks' losses. ``tensor`` itself on
+    a single process."""
+    if world_size() == 1:
+        return tensor
+    return torch.cat(_GatherWithGrad.apply(tensor))

@@ -177,11 +177,78 @@ def test_works_under_inference_mode(cnn):
 
 def test_bad_arguments(cnn):
     x, y = _batch()
-    with pytest.raises(ValueError, match="norm must be one of"):
+    with pytest.raises(ValueError, match="norm: "):
         pgd(cnn, x, y, eps=0.1, step_size=0.1, steps=1, norm="l1")
     with pytest.raises(ValueError, match="random_start"):
         pgd(cnn, x, y, eps=0.1, step_size=0.1, steps=1, norm="l2", random_start="uniform")
     with pytest.raises(ValueError, match="per-sample loss"):
         pgd(cnn, x, y, eps=0.1, step_size=0.1, steps=1, loss_fn=F.cross_entropy)
-    with pytest.raises(ValueError, match="eps must be"):
+    with pytest.raises(ValueError, match="eps: "):
         pgd(cnn, x, y, eps=torch.ones(3), step_size=0.1, steps=1)
+
+
+class Confident(nn.Module):
+    """A linear classifier with a large logit margin (~20): in float16 the input gradient of its
+    cross-entropy underflows to exactly zero for most samples."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(64, 10)
+        with torch.no_grad():
+            self.fc.weight.mul_(40)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def _confident_batch():
+    model = Confident()
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def test_attack_runs_in_full_precision_under_fp16_autocast():
+    model, x, y = _confident_batch()
+    kw = dict(eps=0.5, step_size=0.1, steps=5, norm="l2")
+    reference = pgd(model, x, y, **kw)
+    with torch.autocast("cpu", dtype=torch.float16):
+        with torch.enable_grad():  # what the attack would see without its own precision guard
+            x_req = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="none").sum(), x_req)
+        inside = pgd(model, x, y, **kw)
+    assert (g.flatten(1).abs().amax(1) == 0).float().mean() > 0.3  # the failure being guarded against
+    assert inside.dtype == x.dtype
+    assert torch.equal(inside, reference)
+    assert ((inside - x).flatten(1).norm(dim=1) > 0.4).all()  # every sample moved (gradients are not zero)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])  # on CPU Lightning runs 16-mixed as bf16-mixed
+def test_attack_inside_a_mixed_precision_lightning_step_equals_the_float32_attack(precision):
+    import lightning as L
+
+    model, x, y = _confident_batch()
+    kw = dict(eps=0.5, step_size=0.1, steps=5, norm="l2")
+    reference = pgd(model, x, y, **kw)
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch, batch_idx):
+            xb, yb = batch
+            assert torch.is_autocast_enabled("cpu")  # the step runs under the trainer's autocast
+            self.x_adv = pgd(self.model, xb, yb, **kw)
+            return self.model(self.x_adv).float().mean() * 0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    probe = Probe()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=len(y))
+    L.Trainer(accelerator="cpu", precision=precision, max_steps=1, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(probe, loader)
+    assert torch.equal(probe.x_adv, reference)

@@ -1,7 +1,6 @@
 import torch
 
 from zerosum.callbacks.knn_accuracy import knn_predict
-from zerosum.callbacks.mask_images import mask_grid
 from zerosum.callbacks.batch_features import step_features
 
 
@@ -25,19 +24,6 @@ def test_knn_finds_planted_clusters():
     labels = torch.arange(4).repeat_interleave(10)
     queries = centers + 0.1 * torch.randn(4, 4)
     assert torch.equal(knn_predict(queries, bank, labels, 4, k=7), torch.arange(4))
-
-
-def test_mask_grid_layout_and_occlusion():
-    x = torch.ones(2, 3, 4, 4)
-    masks = torch.zeros(2, 3, 4, 4)
-    masks[:, 1] = 1.0  # mask 1 covers everything
-    grid = mask_grid(x, masks, padding=0)
-    assert grid.shape == (3, 2 * 4, (1 + 3 * 3) * 4)
-    tile = lambda r, c: grid[:, r * 4:(r + 1) * 4, c * 4:(c + 1) * 4]  # noqa: E731
-    assert tile(0, 0).min() == 1  # image
-    assert tile(0, 2).min() == 1 and tile(0, 1).max() == 0  # soft masks 1 and 0
-    assert tile(0, 1 + 3 + 1).min() == 1  # hard mask (argmax) 1
-    assert tile(0, 1 + 6 + 1).max() == 0 and tile(0, 1 + 6).min() == 1  # occluded by mask 1, untouched by 0
 
 
 def test_step_features_prefers_returned_features():

@@ -14,6 +14,7 @@ from zerosum.construct import (
     ShardWriter,
     invert_representation,
 )
+from zerosum.construct.inversion import Representation
 from zerosum.datamodules import ConstructedDataModule, SyntheticDataModule
 from zerosum.modules import AdversarialTraining
 from zerosum.nets import SmallCNN
@@ -100,7 +101,9 @@ def test_det_round_trip_and_relabel(tmp_path):
     clean = torch.stack([dm.train_set_eval[i][0] for i in range(n)])
     adv = torch.cat([s["images"] for s in shards]).float() / 255
     assert ((adv - clean).flatten(1).norm(dim=1) <= 0.5 + 0.5 / 255 * 8).all()
-    data = ConstructedDataModule(str(tmp_path / "d_det"), _data(), batch_size=16, augment=False)
+    hits = torch.cat([s["target_hit"] for s in shards]).float()
+    assert manifest["stats"]["target_hit_rate"] == pytest.approx(float(hits.mean()))
+    data = ConstructedDataModule(str(tmp_path / "d_det"), _data(), batch_size=16, augment=False, min_hit_rate=0.0)
     assert data.num_classes == 4 and data.normalize is False
     data.setup("fit")
     assert len(data.train_set) == n
@@ -119,7 +122,7 @@ def test_random_targets_are_seeded_and_reached(tmp_path):
               for d, m in (("a", m1), ("b", m2))]
     assert torch.equal(labels[0], labels[1])  # independent of sharding
     assert len(labels[0].unique()) == 4
-    assert m1["stats"]["target_hit"] > 0.9  # large eps: the standard model is fooled toward t
+    assert m1["stats"]["target_hit_rate"] > 0.9  # large eps: the standard model is fooled toward t
 
 
 def test_resume_skips_written_shards_and_refuses_other_settings(tmp_path):
@@ -147,12 +150,12 @@ def test_robust_dataset_starts_elsewhere_and_keeps_labels(tmp_path):
     shard = torch.load(tmp_path / "d_r" / "shard_00000.pt", weights_only=False)
     assert torch.equal(shard["labels"], shard["orig_labels"])
     assert (shard["start_index"] != shard["index"]).all()
-    assert manifest["stats"]["feature_rel_dist"] < 0.5
+    assert manifest["stats"]["inversion_rel_loss"] < 0.5 and manifest["stats"]["inversion_loss"] > 0
 
 
 def test_bad_options(tmp_path):
     dm = _data()
-    with pytest.raises(ValueError, match="target must be one of"):
+    with pytest.raises(ValueError, match="target: "):
         NonRobustFeatureDataset(num_classes=4, target="next", source=_source(dm))
     with pytest.raises(ValueError, match="exactly one of checkpoint"):
         RobustFeatureDataset()
@@ -173,3 +176,22 @@ def test_ddp_construction_writes_each_shard_once(tmp_path):
     assert sorted(int(k) for k in writes[0] + writes[1]) == list(range(7))  # 100 samples / 15 -> 7 shards, once each
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and sum(s["count"] for s in manifest["shards"]) == 100
+
+
+def test_inversion_of_a_wider_layer_matches_that_layer():
+    torch.manual_seed(0)
+    net = SmallCNN(num_classes=4, in_channels=1, width=4).train()
+    with torch.no_grad():  # realistic BatchNorm statistics
+        for _ in range(20):
+            net(torch.rand(64, 1, 8, 8))
+    net.eval()
+    g = Representation(net, "backbone.5")  # 8 channels x 2 x 2 after the second max-pool
+    x, x0 = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert g(x).shape == (4, 32) and net.features(x).shape == (4, 8)
+        before = (g(x0) - g(x)).norm(dim=1)
+        wide = (g(invert_representation(net, x, x0, step_size=0.05, steps=200, layer="backbone.5")) - g(x)).norm(dim=1)
+        narrow = (g(invert_representation(net, x, x0, step_size=0.05, steps=200)) - g(x)).norm(dim=1)
+    assert (wide < before / 2).all() and (wide < narrow).all(), (before, wide, narrow)
+    with pytest.raises(ValueError, match="^representation: SmallCNN has no submodule 'backbone.9'"):
+        RobustFeatureDataset(source=net, representation="backbone.9", fake_relu=False)

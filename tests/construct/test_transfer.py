@@ -5,21 +5,31 @@ from zerosum.attacks import PGD
 from zerosum.construct.transfer import transfer_success
 
 
-def test_transfer_success_rate():
+def _linear(weight, bias):
+    model = nn.Linear(10, 3)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(bias)
+    return model
+
+
+def test_transfer_counts_target_labels_among_clean_correct_samples():
     torch.manual_seed(0)
     source = nn.Linear(10, 3)
-    same_features = nn.Linear(10, 3)
-    same_features.load_state_dict(source.state_dict())
-    with torch.no_grad():
-        same_features.weight.mul_(2.0)  # same decision regions up to the bias: fooled like the source
-        same_features.bias.mul_(2.0)
-    other = nn.Linear(10, 3)
-    with torch.no_grad():
-        other.weight.copy_(-source.weight)  # opposite non-robust directions
     x = torch.rand(300, 10)
-    y = source(x).argmax(1)
-    rates = transfer_success(source, {"same": same_features, "other": other}, x, y,
-                             PGD("l2", eps=1.0, steps=10, random_start=False))
-    assert rates["num_examples"] > 0
-    assert rates["same"] == 1.0
-    assert rates["other"] < 0.9
+    with torch.no_grad():
+        y = source(x).argmax(1)
+    t = (y + 1) % 3
+    x_adv = PGD("l2", eps=3.0, steps=30, step_size=0.2, random_start=False, keep_best=True)(source, x, t, targeted=True)
+    with torch.no_grad():
+        assert (source(x_adv).argmax(1) == t).float().mean() > 0.95
+    same = _linear(2 * source.weight, 2 * source.bias)  # same decision regions: labels the examples t
+    other = _linear(-source.weight, source.bias)  # opposite directions
+    rates = transfer_success(same, x, x_adv, y, t)
+    assert rates["num_examples"] == 300 and rates["transfer_success"] > 0.95
+    assert rates["random_direction"] < 0.5  # a random direction of the same norm rarely reaches t
+    assert transfer_success(other, x, x_adv, y, t)["transfer_success"] < 0.5
+    # samples the target misclassifies when clean are not counted (they are not transfers)
+    wrong = y.clone()
+    wrong[:100] = (y[:100] + 2) % 3
+    assert transfer_success(same, x, x_adv, wrong, t)["num_examples"] == 200

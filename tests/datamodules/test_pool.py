@@ -39,14 +39,20 @@ def test_balanced_initial_set():
 
 def test_bad_options_are_clear_errors():
     dm = SyntheticDataModule()
-    with pytest.raises(ValueError, match="initial_labeled must be"):
+    with pytest.raises(ValueError, match="initial_labeled: got 0; allowed"):
         ActivePoolDataModule(dm, initial_labeled=0)
-    with pytest.raises(ValueError, match="initial_labeled must be"):
+    with pytest.raises(ValueError, match="initial_labeled: got 1.5; allowed"):
         ActivePoolDataModule(dm, initial_labeled=1.5)
-    with pytest.raises(ValueError, match="initial_mode must be"):
+    with pytest.raises(ValueError, match="initial_mode: got 'stratified'; allowed"):
         ActivePoolDataModule(dm, initial_mode="stratified")
-    with pytest.raises(ValueError, match="the pool has"):
+    with pytest.raises(ValueError, match="initial_labeled: 10000 gives 10000 samples; allowed: 1 to the pool's"):
         ActivePoolDataModule(dm, initial_labeled=10_000).setup("fit")
+    with pytest.raises(ValueError, match="datamodule: give either a datamodule or train_dataset"):
+        ActivePoolDataModule()
+    with pytest.raises(TypeError, match="datamodule: expected a LightningDataModule, got list"):
+        ActivePoolDataModule([1, 2])
+    with pytest.raises(ValueError, match="batch_size: got 0; allowed"):
+        ActivePoolDataModule(dm, batch_size=0)
 
 
 def test_label_records_round_and_refuses_double_counting():
@@ -66,7 +72,10 @@ def test_label_records_round_and_refuses_double_counting():
 def test_loaders_cover_the_right_samples_with_the_right_transforms():
     pool = _pool()
     dm = pool.datamodule
-    assert sorted(_ids(pool.train_dataloader())) == pool.labeled_indices.tolist()  # 10 < batch: no drop
+    ids = _ids(pool.train_dataloader())  # one full batch of 16 over 10 labels: all of them, 6 twice
+    assert len(ids) == 16 and sorted(set(ids)) == pool.labeled_indices.tolist()
+    pool.batches_per_epoch = 5  # (set by ActiveLearning(steps_per_round=5))
+    assert len(pool.train_dataloader()) == 5 and len(_ids(pool.train_dataloader())) == 80
     unl = list(pool.unlabeled_dataloader())
     assert _ids(unl) == pool.unlabeled_indices.tolist()  # in index order
     i = int(pool.unlabeled_indices[3])
@@ -88,6 +97,57 @@ def test_train_shuffle_is_seeded_by_epoch():
     assert len(cyc) == 20 and sorted(cyc[:7]) == list(range(7)) and sorted(cyc[7:14]) == list(range(7))
 
 
+def test_sampler_shards_skips_and_seeds_positions():
+    """Ranks take interleaved positions of one global order (Lightning keeps it: it is a
+    DistributedSampler); ``start`` skips a rank's first positions, and survives set_epoch of the same
+    epoch; seeded pairs carry a seed per global position."""
+    full = list(EpochShuffleSampler(7, seed=2, num_samples=24))
+    ranks = [EpochShuffleSampler(7, seed=2, num_samples=24, num_replicas=2, rank=r) for r in (0, 1)]
+    assert [list(r) for r in ranks] == [full[0::2], full[1::2]]
+    assert isinstance(ranks[0], torch.utils.data.DistributedSampler)
+    skip = EpochShuffleSampler(7, seed=2, num_samples=24, num_replicas=2, rank=1, start=4)
+    skip.set_epoch(0)
+    assert list(skip) == full[1::2][4:] and len(skip) == 8
+    skip.set_epoch(1)
+    assert skip.start == 0 and len(skip) == 12
+    pairs = list(EpochShuffleSampler(7, seed=2, num_samples=24, seeded=True))
+    assert [i for _, i in pairs] == full and len({s for s, _ in pairs}) == 24
+
+
+def test_seeded_samples_make_augmentation_a_function_of_the_seed():
+    from zerosum.datamodules.pool import SeededSamples
+
+    class Noisy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.rand(2) + i, i
+
+    ds = SeededSamples(Noisy())
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    a, b = ds[(11, 1)][0], ds[(12, 1)][0]
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is untouched
+    torch.manual_seed(99)
+    assert torch.equal(ds[(11, 1)][0], a) and not torch.equal(a, b)
+
+
+def test_training_loader_resumes_mid_epoch():
+    """Lightning's stateful-dataloader protocol: state = (epoch, batches trained); a reloaded loader
+    skips those batches and still reports the epoch's full length."""
+    pool = _pool(num_train=150, initial=40)
+    pool.batches_per_epoch = 6
+    loader = pool.train_dataloader()
+    ref = [b[2].tolist() for b in loader]
+    loader.trained = lambda: 4
+    state = loader.state_dict()
+    assert state == {"epoch": 0, "batches": 4}
+    again = pool.train_dataloader()
+    again.load_state_dict(state)
+    assert len(again) == 6 and [b[2].tolist() for b in again] == ref[4:]
+
+
 def test_unlabeled_stream_pairs_labeled_and_unlabeled_batches():
     pool = _pool(num_train=150, initial=40, unlabeled_stream=True)
     loader = pool.train_dataloader()
@@ -95,7 +155,7 @@ def test_unlabeled_stream_pairs_labeled_and_unlabeled_batches():
     labeled, unlabeled = set(pool.labeled_indices.tolist()), set(pool.unlabeled_indices.tolist())
     it = iter(loader)
     batches = [b for b, *_ in it]
-    assert len(batches) == 40 // 16  # as many as the labeled loader (drop_last)
+    assert len(batches) == -(-40 // 16)  # as many as the labeled loader: one pass in full batches
     for b in batches:
         assert set(b["labeled"][2].tolist()) <= labeled
         assert set(b["unlabeled"][2].tolist()) <= unlabeled and len(b["unlabeled"][2]) == 16

@@ -14,14 +14,22 @@ def _scenario(**kwargs) -> ScenarioDataModule:
     return dm
 
 
-@pytest.mark.parametrize("noise", ["symmetric", "pair"])
+@pytest.mark.parametrize("noise", ["symmetric", "pair", "pair_next"])
 def test_label_noise_has_the_exact_rate_and_kind(noise):
     dm = _scenario(noise=noise, noise_rate=0.2, meta_per_class=10)
     n = len(dm.targets)
     assert int(dm.is_noisy.sum()) == round(0.2 * n)
     assert torch.equal(dm.is_noisy, dm.targets != dm.clean_targets)
-    if noise == "pair":
+    flips = torch.zeros(10, 10, dtype=torch.long)
+    for a, b in zip(dm.clean_targets[dm.is_noisy], dm.targets[dm.is_noisy]):
+        flips[a, b] += 1
+    if noise == "pair_next":
         assert torch.equal(dm.targets[dm.is_noisy], (dm.clean_targets[dm.is_noisy] + 1) % 10)
+    elif noise == "pair":  # official flip2: each class flips to exactly two partner classes, about half each
+        assert ((flips > 0).sum(1) == 2).all() and flips.diagonal().sum() == 0
+        shares = flips.max(1).values.float() / flips.sum(1)
+        assert (shares < 0.8).all(), shares
+        assert len({tuple(sorted(torch.nonzero(row).flatten().tolist())) for row in flips}) > 3  # not y+1, y+2
     else:  # several wrong classes reached from each true class
         flips = {(int(a), int(b)) for a, b in zip(dm.clean_targets[dm.is_noisy], dm.targets[dm.is_noisy])}
         assert len(flips) > 20
@@ -70,9 +78,19 @@ def test_scenario_is_recorded(tmp_path):
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ValueError, match="noise must be one of"):
+    with pytest.raises(ValueError, match="^noise: 'flip'; allowed: "):
         ScenarioDataModule(DigitsDataModule(), noise="flip", meta_per_class=1)
     with pytest.raises(ValueError, match="meta_per_class"):
         ScenarioDataModule(DigitsDataModule(), combine_meta=True)
     with pytest.raises(ValueError, match="noise_rate"):
         corrupt_labels(torch.zeros(3, dtype=torch.long), 2, "pair", 1.5, torch.Generator())
+
+
+def test_validation_on_the_meta_set():
+    dm = _scenario(noise="pair", noise_rate=0.2, meta_per_class=6, validate_on="meta")
+    batches = list(dm.val_dataloader())
+    labels = torch.cat([b[1] for b in batches])
+    assert torch.bincount(labels, minlength=10).tolist() == [6] * 10  # clean and balanced
+    assert set(dm.val_set.dataset.indices.tolist()) == set(dm.meta_set.dataset.indices.tolist())
+    with pytest.raises(ValueError, match="^validate_on: 'test'; allowed: val, meta"):
+        ScenarioDataModule(DigitsDataModule(), meta_per_class=2, validate_on="test")

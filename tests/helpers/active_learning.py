@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from zerosum.datamodules import ActivePoolDataModule, SyntheticDataModule
-from zerosum.query import CoresetStrategy, EntropyStrategy, QueryStrategy
+from zerosum.query import BALDStrategy, CoresetStrategy, EntropyStrategy, QueryStrategy, StochasticBatchStrategy
 
 
 class TinyModule(L.LightningModule):
@@ -73,9 +73,10 @@ class KeepSideModule(TinyModule):
         return [torch.optim.Adam(main, lr=self.lr), torch.optim.Adam(self.side.parameters(), lr=self.lr)]
 
 
-def synthetic_pool(num_train: int = 101, initial: int = 10, seed: int = 0, **kwargs) -> ActivePoolDataModule:
+def synthetic_pool(num_train: int = 101, initial: int = 10, seed: int = 0, augment: bool = False,
+                   **kwargs) -> ActivePoolDataModule:
     dm = SyntheticDataModule(num_train=num_train, num_test=40, num_classes=4, image_size=8, batch_size=16,
-                             val_size=0.1, noise=0.6)
+                             val_size=0.1, noise=0.6, augment=augment)
     return ActivePoolDataModule(dm, initial_labeled=initial, seed=seed, **kwargs)
 
 
@@ -162,11 +163,43 @@ class CrashAt(L.Callback):
             raise RuntimeError("planned crash")
 
 
+class CrashAtStep(L.Callback):
+    """Raises after training step ``step`` (counted from 1) of epoch ``epoch``: a kill mid-round."""
+
+    def __init__(self, epoch: int, step: int):
+        self.epoch, self.step = epoch, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx + 1 == self.step:
+            raise RuntimeError("planned crash")
+
+
+class MetricStrategy(EntropyStrategy):
+    """Entropy, reporting the sum of its picks' pool indices as a round metric."""
+
+    def __init__(self):
+        self.sums = []
+
+    def select(self, trainer, module, pool, budget):
+        picked = super().select(trainer, module, pool, budget)
+        self.sums.append(float(picked.sum()))
+        return picked
+
+    def round_metrics(self):
+        return {"picked_sum": self.sums[-1]}
+
+
 class CrashingStrategy(QueryStrategy):
     """Delegates to ``inner`` but raises on call number ``crash_on`` (counted from 1): a kill mid-query."""
 
     def __init__(self, inner: QueryStrategy, crash_on: int):
         self.inner, self.crash_on, self.calls = inner, crash_on, 0
+
+    def settings(self):  # transparent: a resumed run continues with the inner strategy
+        return self.inner.settings()
+
+    def round_metrics(self):
+        return self.inner.round_metrics()
 
     def select(self, trainer, module, pool, budget):
         self.calls += 1
@@ -183,6 +216,8 @@ def ddp_selection_extra(trainer, module):
         "labeled_round": pool.labeled_round.clone(),
         "entropy": EntropyStrategy().select(trainer, module, pool, 7),
         "coreset": CoresetStrategy().select(trainer, module, pool, 7),
+        "bald": BALDStrategy(samples=5).select(trainer, module, pool, 7),  # consistent masks on every rank
+        "stochastic": StochasticBatchStrategy(EntropyStrategy(), seed=3).select(trainer, module, pool, 7),
         "unlabeled_batches": getattr(module, "unlabeled_batches", 0),
     }
 

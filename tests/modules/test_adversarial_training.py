@@ -35,8 +35,21 @@ def test_defaults_follow_madry():
     assert m.attack.step_size == pytest.approx(2.5 * 0.5 / 7)
     m = AdversarialTraining(10, 3, net="small_cnn", norm="linf", eps=8 / 255)
     assert m.attack.step_size == pytest.approx(2.5 * 8 / 255 / 7)
-    with pytest.raises(ValueError, match="norm must be one of"):
+    with pytest.raises(ValueError, match="norm: "):
         AdversarialTraining(10, 3, net="small_cnn", norm="l1")
+
+
+@pytest.mark.parametrize("kwargs,option", [(dict(steps=0), "steps: 0"), (dict(step_size=0.0), "step_size: 0.0"),
+                                           (dict(step_size=-0.1), "step_size: -0.1"),
+                                           (dict(eval_steps=0), "eval_steps: 0"), (dict(eps=-0.5), "eps: -0.5")])
+def test_a_game_with_no_attack_step_is_refused(kwargs, option):
+    with pytest.raises(ValueError, match=f"^{option}.*; allowed: "):
+        AdversarialTraining(10, 3, net="small_cnn", **{"eps": 0.5, **kwargs})
+
+
+def test_standard_training_needs_no_attack_steps():
+    m = AdversarialTraining(10, 3, net="small_cnn", eps=0.0, steps=0, step_size=0.0)
+    assert not m.attack.active and not m.eval_attack.active
 
 
 def test_adversarial_training_is_more_robust_than_standard():

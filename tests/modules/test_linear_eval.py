@@ -38,3 +38,20 @@ def test_ddp_linear_eval_in_sync(tmp_path, ckpt):
     trainer = ddp_trainer(tmp_path, callbacks=[RankSnapshot(tmp_path)], max_epochs=1)
     trainer.fit(LinearEval(path, num_classes=4), SyntheticDataModule(batch_size=16, num_train=128))
     assert_ranks_in_sync(tmp_path)
+
+
+def test_linear_eval_on_the_exported_encoder_alone(tmp_path, ckpt):
+    _, original = ckpt
+    path = original.export_encoder(str(tmp_path / "encoder.pt"))
+    model = LinearEval(encoder_path=path, num_classes=4, cosine=False)
+    assert not hasattr(model.backbone, "mask_net")  # only the encoder is loaded
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.allclose(model.backbone.features(x), original.eval().features(x), atol=1e-6)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(model, SyntheticDataModule(batch_size=32, num_train=256))
+    assert trainer.callback_metrics["val/acc"] > 0.5
+    with pytest.raises(ValueError, match="ckpt_path, encoder_path"):
+        LinearEval(num_classes=4)
+    with pytest.raises(FileNotFoundError, match="encoder_path"):
+        LinearEval(encoder_path=str(tmp_path / "missing.pt"), num_classes=4)

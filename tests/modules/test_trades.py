@@ -1,5 +1,6 @@
 import functools
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -65,3 +66,12 @@ def test_ddp_two_ranks_in_sync_with_class_robustness(tmp_path):
     for k in a:  # the per-class errors are reduced over both ranks' validation shards
         assert torch.equal(torch.nan_to_num(a[k], -1.0), torch.nan_to_num(b[k], -1.0)), k
     assert (a["robust"] >= a["natural"]).all()
+
+
+def test_degenerate_inner_maximisation_is_refused():
+    with pytest.raises(ValueError, match="^steps: 0 .*; allowed: "):
+        TRADES(4, 1, net="small_cnn", steps=0)
+    with pytest.raises(ValueError, match="^step_size: 0.0 .*; allowed: "):
+        TRADES(4, 1, net="small_cnn", step_size=0.0)
+    with pytest.raises(ValueError, match="^beta: -1"):
+        TRADES(4, 1, net="small_cnn", beta=-1.0)

@@ -49,7 +49,7 @@ def quiet_trainer(**kwargs) -> L.Trainer:
 def test_discriminator_steps_separate_planted_pools_and_query_picks_the_other_distribution_first():
     torch.manual_seed(0)
     pool, targets, held_out = planted_pool()
-    model = tiny_vaal(pool, lambda2=0.0)
+    model = tiny_vaal(pool, lambda2=0.0, kl_reduction="mean")  # (summed KL: the tiny posterior collapses)
     dm = pool.datamodule
     lab = dm.loader(torch.utils.data.Subset(dm.train_set, pool.labeled_indices.tolist()), train=True)
     unl = dm.loader(torch.utils.data.Subset(dm.train_set, pool.unlabeled_indices.tolist()), train=True)
@@ -76,6 +76,80 @@ def test_discriminator_steps_separate_planted_pools_and_query_picks_the_other_di
     chosen = VAALQuery().select(None, model, pool, budget=16)
     assert (targets[chosen] >= 2).float().mean() >= 0.9
     assert not set(chosen.tolist()) & set(pool.labeled_indices.tolist())
+
+
+def test_full_game_discriminator_separates_planted_pools_and_the_query_reports_its_auroc():
+    """The real training step (T, 2 VAE, 1 D updates on fresh draws) on two clearly different
+    distributions: D's labeled-vs-unlabeled AUROC at query time rises well above 0.5. (Per-element
+    KL: with the official summed KL this tiny VAE's posterior collapses to the prior within these
+    steps and D has nothing to separate.)"""
+    torch.manual_seed(0)
+    pool, targets, held_out = planted_pool()
+    adam = lambda p: torch.optim.Adam(p, lr=2e-3)  # noqa: E731
+    model = tiny_vaal(pool, kl_reduction="mean", vae_optimizer=adam, disc_optimizer=adam)
+    query = VAALQuery()
+    assert query.round_metrics() == {}
+    query.select(None, model, pool, 8)
+    before = query.last_auroc
+    quiet_trainer(max_steps=30 * 4).fit(model, pool)  # 30 iterations of 4 updates
+    query.select(None, model, pool, 8)
+    assert query.round_metrics() == {"vaal_d_auroc": query.last_auroc}
+    assert query.last_auroc > 0.85 and query.last_auroc > before + 0.2, (before, query.last_auroc)
+    # the number is the AUROC of D(mu) on the whole pool, labeled positive (brute force over all pairs)
+    ds = pool.datamodule.train_set_eval
+    model.eval()
+    d = model.labeled_probability(torch.stack([ds[i][0] for i in range(len(ds))]))
+    lab = pool.labeled_round >= 0
+    pairs = (d[lab][:, None] > d[~lab][None, :]).float() + 0.5 * (d[lab][:, None] == d[~lab][None, :]).float()
+    assert abs(float(pairs.mean()) - query.last_auroc) < 1e-6
+
+
+def test_fresh_batches_give_every_further_update_its_own_draw():
+    dm = SyntheticDataModule(num_train=32, batch_size=12)
+    seen = []
+
+    def spy(model, name):
+        original = getattr(model, name)
+
+        def wrapped(x_l, *rest):
+            other = rest[0][:, 0, 0, 0].tolist() if rest[0].dim() == 4 else None  # x_U (VAE, D) or y_L (T)
+            seen.append((name, x_l[:, 0, 0, 0].tolist(), other))
+            return original(x_l, *rest)
+        setattr(model, name, wrapped)
+
+    x_l = torch.arange(12.0).view(12, 1, 1, 1).expand(12, 1, 8, 8).contiguous()
+    batch = {"labeled": (x_l, torch.zeros(12, dtype=torch.long), torch.arange(12)),
+             "unlabeled": (x_l + 100, torch.zeros(12, dtype=torch.long), torch.arange(12))}
+    for fresh in (True, False):
+        torch.manual_seed(0)
+        model = tiny_vaal(dm, num_vae_steps=2, num_adv_steps=2, fresh_batches=fresh)
+        assert model.draws_per_step == (3 if fresh else 1)
+        for name in ("task_objective", "vae_objective", "discriminator_objective"):
+            spy(model, name)
+        seen.clear()
+        model.training_step(batch, 0)
+        draw = [list(range(4 * j, 4 * j + 4)) for j in range(3)] if fresh else [list(range(12))] * 3
+        # solver.py: T and the first VAE step share a draw, each further VAE step and D step a new one
+        # (the first D step reuses the last VAE draw)
+        expected = [("task_objective", draw[0]), ("vae_objective", draw[0]), ("vae_objective", draw[1]),
+                    ("discriminator_objective", draw[1]), ("discriminator_objective", draw[2])]
+        assert [(name, lab) for name, lab, _ in seen] == expected
+        assert all(unl == [v + 100 for v in lab] for name, lab, unl in seen if name != "task_objective")
+
+
+def test_task_scheduler_decays_the_task_rate_per_task_update_only():
+    from torch.optim.lr_scheduler import StepLR
+
+    torch.manual_seed(0)
+    dm = SyntheticDataModule(num_train=64, batch_size=16, val_size=0)
+    pool = ActivePoolDataModule(dm, initial_labeled=32, unlabeled_stream=True)
+    model = tiny_vaal(dm, task_scheduler=lambda opt: StepLR(opt, step_size=2, gamma=0.1))  # official: /10 per quarter
+    trainer = quiet_trainer(max_steps=5 * 4)  # 5 iterations of 1 + 2 + 1 updates
+    trainer.fit(model, pool)
+    task, vae, disc = trainer.optimizers
+    assert task.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1 ** 2)  # stepped at task updates 2 and 4
+    assert vae.param_groups[0]["lr"] == disc.param_groups[0]["lr"] == 5e-4
+    assert isinstance(task.optimizer if hasattr(task, "optimizer") else task, torch.optim.SGD)  # official default
 
 
 def test_one_iteration_updates_each_player_in_order():
@@ -120,6 +194,8 @@ def test_invalid_options_are_refused():
     dm = SyntheticDataModule()
     with pytest.raises(ValueError, match="num_vae_steps"):
         tiny_vaal(dm, num_vae_steps=0)
+    with pytest.raises(ValueError, match="kl_reduction: .*allowed: sum, mean"):
+        tiny_vaal(dm, kl_reduction="max")
     with pytest.raises(ValueError, match="image_size"):
         tiny_vaal(dm, vae_num_blocks=4)
 
@@ -127,8 +203,10 @@ def test_invalid_options_are_refused():
 def vaal_ranks_extra(trainer, module):
     """Per rank: the pool state and a VAAL selection on the final weights (scored sharded)."""
     pool = trainer.datamodule
-    return {"labeled_round": pool.labeled_round.clone(), "vaal": VAALQuery().select(trainer, module, pool, 7),
-            "global_step": trainer.global_step}
+    query = VAALQuery()
+    return {"labeled_round": pool.labeled_round.clone(), "vaal": query.select(trainer, module, pool, 7),
+            "global_step": trainer.global_step, "auroc": query.last_auroc,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed}
 
 
 @pytest.mark.slow
@@ -148,8 +226,9 @@ def test_ddp_two_rounds_keep_ranks_identical(tmp_path):
     assert torch.equal(extra[0]["labeled_round"], extra[1]["labeled_round"])
     assert int((extra[0]["labeled_round"] == 1).sum()) == 9
     assert torch.equal(extra[0]["vaal"], extra[1]["vaal"])
-    # 12 labeled per rank per epoch -> 1 batch of 8; round 2 has 33 labeled -> 2 batches; 4 optimizer steps each
-    assert extra[0]["global_step"] == 4 * (1 + 2)
+    assert extra[0]["auroc"] == extra[1]["auroc"] and 0 <= extra[0]["auroc"] <= 1  # the sharded AUROC agrees
+    # 4 optimizer steps (T, 2 VAE, 1 D) per training batch, on every rank
+    assert extra[0]["global_step"] == 4 * extra[0]["batches"] == extra[1]["global_step"] and extra[0]["batches"] >= 3
     # the sharded, gathered VAAL selection equals the single-process one on the same weights and pool
     single = tiny_vaal(dm)
     single.load_state_dict(snaps[0]["state"])

@@ -4,21 +4,21 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from tests.helpers.active_learning import NoFeaturesModule, TableModule, TablePool, TinyModule
 from zerosum.query import (
     BALDStrategy,
+    BatchBALDStrategy,
     CoresetStrategy,
     EntropyStrategy,
     LeastConfidenceStrategy,
     MarginStrategy,
     MaxEntropyStrategy,
     RandomStrategy,
+    StochasticBatchStrategy,
     bald_score,
     k_center_greedy,
     max_entropy_score,
-    mc_dropout,
     score_pool,
 )
 
@@ -112,18 +112,6 @@ def test_bald_and_max_entropy_scores_match_definitions():
     assert max_entropy_score(probs)[1].item() == pytest.approx(math.log(2), abs=1e-6)
 
 
-def test_mc_dropout_enables_only_dropout_and_restores():
-    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2)).eval()
-    with mc_dropout(net):
-        assert net[2].training and not net[1].training and not net[0].training
-        x = torch.randn(16, 4)
-        assert not torch.equal(net(x), net(x))  # stochastic passes
-    assert not net[2].training
-    with pytest.raises(ValueError, match="need dropout layers"):
-        with mc_dropout(nn.Linear(3, 3)):
-            pass
-
-
 def test_bald_prefers_samples_whose_dropout_passes_disagree():
     """Inputs with a large component on the dropout path give disagreeing passes; zero inputs give
     identical (deterministic) passes: BALD ranks the former first."""
@@ -141,11 +129,9 @@ def test_bald_prefers_samples_whose_dropout_passes_disagree():
                                                batch_size=5)
 
     module.body[1].bias.data.zero_()
-    for strategy in (BALDStrategy(samples=20), MaxEntropyStrategy(samples=2)):
-        picked = strategy.select(None, module, Pool(n, [0]), 3)
-        if isinstance(strategy, BALDStrategy) and not isinstance(strategy, MaxEntropyStrategy):
-            assert sorted(picked.tolist()) == planted
-    assert not module.training or module.drop.training == module.training
+    picked = BALDStrategy(samples=20).select(None, module, Pool(n, [0]), 3)
+    assert sorted(picked.tolist()) == planted
+    assert MaxEntropyStrategy(samples=2).select(None, module, Pool(n, [0]), 3).numel() == 3
 
 
 def test_score_pool_eval_mode_no_grad_restores_train_mode_and_leaves_inference_mode():
@@ -180,7 +166,8 @@ def test_random_strategy_is_seeded_and_draws_unlabeled():
     (2.5, TypeError, "must be an int"),
 ])
 @pytest.mark.parametrize("cls", [RandomStrategy, EntropyStrategy, LeastConfidenceStrategy, MarginStrategy,
-                                 CoresetStrategy, BALDStrategy, MaxEntropyStrategy])
+                                 CoresetStrategy, BALDStrategy, MaxEntropyStrategy, BatchBALDStrategy,
+                                 lambda: StochasticBatchStrategy(EntropyStrategy())])
 def test_bad_budgets_are_clear_errors(cls, budget, err, msg):
     module = TableModule(torch.randn(40, 3), torch.randn(40, 2))
     with pytest.raises(err, match=msg):

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -66,3 +68,28 @@ def test_refuses_non_vaal_modules():
     pool = pool_with(augment=False)
     with pytest.raises(TypeError, match="VAAL module"):
         VAALQuery().select(None, Classifier(num_classes=4, in_channels=1, net_args={"width": 4}), pool, 5)
+
+
+def test_auroc_equals_the_pairwise_brute_force_with_ties():
+    from zerosum.query.vaal import auroc
+
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randint(0, 6, (37,), generator=g).float(), torch.randint(0, 5, (23,), generator=g).float()
+    brute = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
+    assert abs(auroc(pos, neg) - float(brute)) < 1e-9
+    assert auroc(torch.ones(3), torch.zeros(4)) == 1.0 and auroc(torch.zeros(3), torch.ones(4)) == 0.0
+    assert auroc(torch.ones(3), torch.ones(4)) == 0.5
+    assert math.isnan(auroc(torch.ones(3), torch.zeros(0)))
+
+
+def test_auroc_is_measured_on_the_labeled_and_unlabeled_pool():
+    pool = pool_with(augment=False)
+    module = PlantedD()
+    query = VAALQuery()
+    query.select(None, module, pool, 5)
+    ds = pool.datamodule.train_set_eval
+    d = torch.stack([module.labeled_probability(ds[i][0][None])[0] for i in range(len(ds))])
+    lab = pool.labeled_round >= 0
+    brute = ((d[lab][:, None] > d[~lab][None]).float() + 0.5 * (d[lab][:, None] == d[~lab][None]).float()).mean()
+    assert abs(query.round_metrics()["vaal_d_auroc"] - float(brute)) < 1e-6
+    assert VAALQuery(measure_auroc=False).round_metrics() == {}

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from zerosum.rl import DDPG, Critic, GaussianNoise, ReplayBuffer, build_actor
+from zerosum.rl import DDPG, Critic, GaussianNoise, ReplayBuffer, build_actor, build_critic
 
 N, D = 4, 6
 
@@ -23,7 +23,18 @@ def filled_buffer(size=256, seed=0):
     return buf
 
 
-@pytest.mark.parametrize("actor", ["mlp", "conv"])
+def test_shared_actor_and_critic_are_permutation_equivariant_and_invariant():
+    torch.manual_seed(0)
+    actor, critic = build_actor("shared", N, D, hidden=16), build_critic("shared", N, D, hidden=16)
+    s, perm = torch.randn(3, N, D), torch.randperm(N)
+    a = actor(s)
+    torch.testing.assert_close(actor(s[:, perm]), a[:, perm])  # each candidate's action follows it
+    torch.testing.assert_close(critic(s[:, perm], a[:, perm]), critic(s, a))  # the group's value does not move
+    with pytest.raises(ValueError, match="critic: unknown critic 'gru'; allowed: mlp, shared"):
+        build_critic("gru", N, D)
+
+
+@pytest.mark.parametrize("actor", ["mlp", "conv", "shared"])
 def test_actions_in_open_interval_and_shapes(actor):
     agent = make_agent(actor)
     a = agent.actor(torch.randn(5, N, D) * 100)
@@ -97,15 +108,17 @@ class PlantedEnv:
         return float((planted[selected].float() * 2 - 1).sum())
 
 
-def test_actor_learns_to_select_planted_samples():
-    agent = make_agent("mlp", hidden=64, tau=0.05, gamma=0.0)
+@pytest.mark.parametrize("kind, steps, lr", [pytest.param("mlp", 2000, 1e-3, marks=pytest.mark.slow), ("shared", 500, 1e-3)])
+def test_actor_learns_to_select_planted_samples(kind, steps, lr):
+    torch.manual_seed(0)
+    agent = DDPG(build_actor(kind, N, D, hidden=64), build_critic(kind, N, D, hidden=64), gamma=0.0, tau=0.05)
     buf = ReplayBuffer(3000, (N, D), N, warmup=128)
     noise = GaussianNoise(N, sigma=1.0, sigma_min=1.0, decay=1.0)
-    opt_a = torch.optim.Adam(agent.actor.parameters(), lr=1e-3)
-    opt_c = torch.optim.Adam(agent.critic.parameters(), lr=1e-3)
+    opt_a = torch.optim.Adam(agent.actor.parameters(), lr=lr)
+    opt_c = torch.optim.Adam(agent.critic.parameters(), lr=lr)
     env, g = PlantedEnv(0), torch.Generator().manual_seed(0)
     s, planted = env.group()
-    for _ in range(2000):
+    for _ in range(steps):
         a = noise(agent.act(s), g)
         r = env.reward(planted, a >= 0)
         s2, planted2 = env.group()

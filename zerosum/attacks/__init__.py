@@ -1,5 +1,5 @@
 """Attacks: plain functions usable inside or outside Lightning, in [0, 1] pixel space."""
 
-from zerosum.attacks.pgd import PGD, pgd, random_delta
+from zerosum.attacks.pgd import PGD, full_float, full_precision, pgd, random_delta, refuse_degenerate_attack
 
-__all__ = ["PGD", "pgd", "random_delta"]
+__all__ = ["PGD", "full_float", "full_precision", "pgd", "random_delta", "refuse_degenerate_attack"]

@@ -11,12 +11,15 @@ Everything lives in [0, 1] pixel space: wrap a model that expects normalised inp
 The function is safe to call from anywhere inside Lightning: it puts the model in eval mode and
 restores its mode, takes gradients with respect to the input only (``torch.autograd.grad``, so no
 ``.grad`` appears on parameters), and leaves ``torch.inference_mode`` / ``no_grad`` contexts for the
-duration of the attack (validation runs under inference mode).
+duration of the attack (validation runs under inference mode). It also runs in full precision
+whatever the trainer's precision (:func:`full_precision`): under ``16-mixed`` autocast the input
+gradient of a confidently classified sample underflows to exactly zero and the attack stands still.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+import contextlib
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor
@@ -28,6 +31,20 @@ NORMS = ("linf", "l2")
 RANDOM_STARTS = {"linf": ("uniform", "normal", None), "l2": ("sphere", "ball", "normal", None)}
 
 
+@contextlib.contextmanager
+def full_precision(device: Union[torch.device, str]) -> Iterator[None]:
+    """Autocast off on ``device`` (e.g. inside a Lightning ``16-mixed`` / ``bf16-mixed`` step): the model
+    runs in its parameters' dtype (float32 under mixed precision)."""
+    device_type = torch.device(device).type
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
+
+
+def full_float(t: Tensor) -> Tensor:
+    """Half-precision floats (from a mixed-precision forward) as float32; other tensors unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _per_sample(value: Number, x: Tensor, name: str) -> Tensor:
     """``value`` (a float or a (B,) tensor) as a tensor broadcastable against ``x`` (B, ...)."""
     batch, view = x.shape[0], (-1,) + (1,) * (x.dim() - 1)
@@ -36,12 +53,12 @@ def _per_sample(value: Number, x: Tensor, name: str) -> Tensor:
         if value.dim() == 0:
             return value.reshape((1,) * x.dim())
         if value.shape != (batch,):
-            raise ValueError(f"{name} must be a float or a tensor of shape (B,)=({batch},); got {tuple(value.shape)}")
+            raise ValueError(f"{name}: a tensor of shape {tuple(value.shape)}; allowed: a float or a (B,)=({batch},) tensor")
         if (value < 0).any():
-            raise ValueError(f"{name} must be >= 0")
+            raise ValueError(f"{name}: negative entries; allowed: values >= 0")
         return value.view(view)
     if value < 0:
-        raise ValueError(f"{name} must be >= 0; got {value}")
+        raise ValueError(f"{name}: {value} is negative; allowed: >= 0")
     return torch.full((1,) * x.dim(), float(value), device=x.device, dtype=x.dtype)
 
 
@@ -120,16 +137,18 @@ def pgd(
         clamp: the valid pixel box ``(low, high)``, or None for no box.
 
     Returns:
-        the adversarial batch, detached, same shape and dtype as ``x``.
+        the adversarial batch, detached, same shape and dtype as ``x``. The attack itself runs with
+        autocast off and half-precision inputs promoted to float32 (:func:`full_precision`).
     """
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+        raise ValueError(f"norm: {norm!r} is not a threat model; allowed: {', '.join(NORMS)}")
     if random_start not in RANDOM_STARTS[norm]:
-        raise ValueError(f"random_start for norm={norm!r} must be one of {RANDOM_STARTS[norm]}; got {random_start!r}")
+        raise ValueError(f"random_start: {random_start!r} is not a start for norm {norm!r}; allowed: "
+                         f"{', '.join(map(str, RANDOM_STARTS[norm]))}")
     if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
+        raise ValueError(f"steps: {steps!r}; allowed: an integer >= 0")
     if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor in pixel space; got dtype {x.dtype}")
+        raise TypeError(f"x: dtype {x.dtype}; allowed: a floating-point tensor in [0, 1] pixel space")
     loss_fn = loss_fn or _cross_entropy
     direction = -1.0 if targeted else 1.0
 
@@ -137,11 +156,11 @@ def pgd(
     if was_training is not None:
         model.eval()
     try:
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), full_precision(x.device):
             # clone out of inference mode: inference tensors cannot take part in autograd
-            x0 = x.detach().clone()
+            x0 = full_float(x.detach().clone())
             if isinstance(target, Tensor):
-                target = target.detach().clone()
+                target = full_float(target.detach().clone())
             eps_t = _per_sample(eps, x0, "eps")
             step_t = _per_sample(step_size, x0, "step_size")
 
@@ -200,10 +219,25 @@ def pgd(
                 with torch.no_grad():
                     remember(x_adv, batch_loss(x_adv))
                 x_adv = best_x
-            return x_adv.detach()
+            return x_adv.detach().to(x.dtype)
     finally:
         if was_training is not None:
             model.train(was_training)
+
+
+def refuse_degenerate_attack(eps: float, steps: int, step_size: Optional[float], prefix: str = "") -> None:
+    """An attack with a radius but no step (``steps < 1`` or ``step_size <= 0``) would train on noise
+    (the random start) while calling it adversarial: refused unless ``eps`` is 0 (standard training)."""
+    if eps < 0:
+        raise ValueError(f"{prefix}eps: {eps} is negative; allowed: 0 (standard training) or a positive radius")
+    if eps == 0:
+        return
+    if steps < 1:
+        raise ValueError(f"{prefix}steps: {steps} with {prefix}eps={eps} plays no game (the attack never moves); "
+                         f"allowed: an integer >= 1, or {prefix}eps: 0 for standard training")
+    if step_size is not None and step_size <= 0:
+        raise ValueError(f"{prefix}step_size: {step_size} with {prefix}eps={eps} plays no game (the attack never "
+                         f"moves); allowed: a positive step, null for 2.5 * eps / steps, or {prefix}eps: 0")
 
 
 class PGD:
@@ -219,16 +253,16 @@ class PGD:
                  random_start: Union[bool, str, None] = True, keep_best: bool = False,
                  clamp: Optional[tuple[float, float]] = (0.0, 1.0)):
         if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+            raise ValueError(f"norm: {norm!r} is not a threat model; allowed: {', '.join(NORMS)}")
         if eps < 0 or steps < 0:
-            raise ValueError(f"eps and steps must be >= 0; got eps={eps}, steps={steps}")
+            raise ValueError(f"eps: {eps}, steps: {steps}; allowed: both >= 0")
         if random_start is True:
             random_start = "uniform" if norm == "linf" else "sphere"
         elif random_start is False:
             random_start = None
         if random_start not in RANDOM_STARTS[norm]:
-            raise ValueError(f"random_start for norm={norm!r} must be True, False or one of {RANDOM_STARTS[norm]}; "
-                             f"got {random_start!r}")
+            raise ValueError(f"random_start: {random_start!r} is not a start for norm {norm!r}; allowed: true, false, "
+                             f"{', '.join(map(str, RANDOM_STARTS[norm]))}")
         self.norm, self.eps, self.steps, self.random_start = norm, float(eps), int(steps), random_start
         self.step_size = float(step_size) if step_size is not None else (2.5 * eps / steps if steps else 0.0)
         self.keep_best, self.clamp = keep_best, clamp

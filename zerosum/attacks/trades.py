@@ -14,15 +14,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zerosum.attacks.pgd import pgd
+from zerosum.attacks.pgd import full_float, full_precision, pgd
 from zerosum.inference import eval_mode
 from zerosum.losses.trades_kl import TradesKL
 
 
 def clean_probabilities(net: nn.Module, x: Tensor) -> Tensor:
-    """``softmax(net(x))`` in eval mode without gradients (the attack's fixed reference)."""
-    with eval_mode(net), torch.no_grad():
-        return F.softmax(net(x), dim=1)
+    """``softmax(net(x))`` in eval mode without gradients and in full precision (the attack's fixed
+    reference)."""
+    with eval_mode(net), torch.no_grad(), full_precision(x.device):
+        return F.softmax(net(full_float(x)), dim=1)
 
 
 def trades_attack(net: nn.Module, x: Tensor, *, eps: Union[float, Tensor], step_size: Union[float, Tensor],

@@ -11,3 +11,7 @@ from zerosum.callbacks.mask_images import MaskImages  # noqa: E402
 from zerosum.callbacks.online_linear_probe import OnlineLinearProbe  # noqa: E402
 
 __all__ += ["KNNAccuracy", "MaskImages", "OnlineLinearProbe"]
+
+from zerosum.callbacks.prediction_writer import PredictionWriter  # noqa: E402
+
+__all__ += ["PredictionWriter"]

@@ -24,21 +24,27 @@ class ClassRobustness(L.Callback):
     ``{stage}/robust_err/class{c}`` etc.; prints a per-class table after the test.
 
     Args:
-        eps / step_size / steps: the evaluation attack (paper: 8/255, 2/255, 20).
+        eps: radius of the evaluation attack (paper: 8/255).
+        step_size: its step (paper: 2/255).
+        steps: its steps (paper: 20).
         random_start: as :func:`zerosum.attacks.pgd` ("uniform" or None).
         max_batches: attack at most this many batches per validation (None: all); test uses all.
         per_class_logs: also log every class's errors (not only average and worst).
+        splits: which evaluation loops to attack ("val", "test" or both).
     """
 
     def __init__(self, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 20,
                  random_start: Optional[str] = "uniform", max_batches: Optional[int] = None,
-                 per_class_logs: bool = True):
+                 per_class_logs: bool = True, splits: tuple[str, ...] = ("val", "test")):
         if eps < 0 or step_size < 0 or steps < 0:
-            raise ValueError("ClassRobustness: eps, step_size and steps must be >= 0")
+            raise ValueError(f"eps: {eps}, step_size: {step_size}, steps: {steps}; allowed: all >= 0")
         if max_batches is not None and max_batches < 1:
-            raise ValueError(f"ClassRobustness: max_batches must be None or >= 1, got {max_batches}")
+            raise ValueError(f"max_batches: {max_batches}; allowed: null (all) or an integer >= 1")
+        bad = [s for s in splits if s not in ("val", "test")]
+        if bad:
+            raise ValueError(f"splits: {list(splits)}; allowed: a subset of val, test")
         self.eps, self.step_size, self.steps, self.random_start = eps, step_size, steps, random_start
-        self.max_batches, self.per_class_logs = max_batches, per_class_logs
+        self.max_batches, self.per_class_logs, self.splits = max_batches, per_class_logs, tuple(splits)
         self.metric: Optional[ClassRobustnessErrors] = None
         self.last: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -74,27 +80,33 @@ class ClassRobustness(L.Callback):
 
     # ---- validation -------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._reset(trainer, pl_module)
+        if "val" in self.splits:
+            self._reset(trainer, pl_module)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs: Any, batch, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
-        if trainer.sanity_checking or (self.max_batches is not None and batch_idx >= self.max_batches):
+        if "val" not in self.splits or trainer.sanity_checking or (
+                self.max_batches is not None and batch_idx >= self.max_batches):
             return
         self._update(pl_module, batch)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:  # every rank computes: the reduction is collective
+        if "val" in self.splits and not trainer.sanity_checking:  # every rank computes: the reduction is collective
             self._log(pl_module, "val")
 
     # ---- test ---------------------------------------------------------------------------------
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._reset(trainer, pl_module)
+        if "test" in self.splits:
+            self._reset(trainer, pl_module)
 
     def on_test_batch_end(self, trainer, pl_module, outputs: Any, batch, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
-        self._update(pl_module, batch)
+        if "test" in self.splits:
+            self._update(pl_module, batch)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
+        if "test" not in self.splits:
+            return
         values = self._log(pl_module, "test")
         if trainer.is_global_zero:
             print(format_table(values, f"PGD-{self.steps} eps={self.eps:.4f}"))

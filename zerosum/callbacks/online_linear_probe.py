@@ -1,5 +1,10 @@
 """Online linear probe: a linear classifier trained on detached features while any self-supervised
-module trains (the SimCLR/BYOL/ADIOS "online classifier"), with its own optimizer stepped here."""
+module trains (the SimCLR/BYOL/ADIOS "online classifier"), with its own optimizer stepped here.
+
+Works with any LightningModule whose batches are ``(x, y, ...)``: features come from ``feature_fn``
+(a method or submodule of the module), the step's ``{"features": h}`` output, or ``features(x)``
+(see :mod:`zerosum.callbacks.batch_features`); the number of classes from ``num_classes``, the
+datamodule's ``num_classes`` or the module's ``hparams.num_classes``."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zerosum.callbacks.batch_features import step_features
+from zerosum.callbacks.batch_features import batch_labels, step_features
 from zerosum.parallel import average_gradients
 
 
@@ -21,16 +26,21 @@ class OnlineLinearProbe(L.Callback):
     over DDP ranks, so its weights stay identical everywhere. The encoder never sees its loss.
 
     Args:
-        num_classes: default: the datamodule's ``num_classes``.
-        lr / momentum / weight_decay: the probe's SGD.
+        num_classes: default: the datamodule's ``num_classes``, else the module's ``hparams.num_classes``.
+        lr: learning rate of the probe's SGD.
+        momentum: momentum of the probe's SGD.
+        weight_decay: weight decay of the probe's SGD.
         seed: seed of the probe's initialisation (the same on every rank).
+        feature_fn: name of a method or submodule of the module giving ``(batch, d)`` features
+            (default: the step's ``"features"`` output, else ``features(x)``).
     """
 
     def __init__(self, num_classes: Optional[int] = None, lr: float = 0.1, momentum: float = 0.9,
-                 weight_decay: float = 0.0, seed: int = 0):
+                 weight_decay: float = 0.0, seed: int = 0, feature_fn: Optional[str] = None):
         if lr <= 0:
-            raise ValueError(f"OnlineLinearProbe: lr must be positive, got {lr}")
+            raise ValueError(f"lr: {lr}; allowed: a positive learning rate")
         self.num_classes, self.lr, self.momentum, self.weight_decay, self.seed = num_classes, lr, momentum, weight_decay, seed
+        self.feature_fn = feature_fn
         self.linear: Optional[nn.Linear] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self._pending_state: Optional[dict] = None
@@ -38,9 +48,12 @@ class OnlineLinearProbe(L.Callback):
 
     def _ensure(self, trainer: L.Trainer, dim: int, device: torch.device) -> nn.Linear:
         if self.linear is None:
-            classes = self.num_classes or getattr(trainer.datamodule, "num_classes", None)
-            if classes is None:
-                raise ValueError("OnlineLinearProbe: set num_classes (the datamodule has no num_classes)")
+            hparams = getattr(trainer.lightning_module, "hparams", None) or {}
+            classes = self.num_classes or getattr(trainer.datamodule, "num_classes", None) or hparams.get("num_classes")
+            if not classes:
+                raise ValueError("num_classes: OnlineLinearProbe does not know the number of classes; allowed: "
+                                 "OnlineLinearProbe(num_classes=...), a num_classes attribute on the datamodule, or "
+                                 "num_classes among the module's hyperparameters")
             fork = torch.random.fork_rng(devices=[])
             with fork:
                 torch.manual_seed(self.seed)
@@ -55,8 +68,8 @@ class OnlineLinearProbe(L.Callback):
         return self.linear
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        h = step_features(pl_module, outputs, batch).float()
-        y = batch[1].to(h.device)
+        h = step_features(pl_module, outputs, batch, self.feature_fn, "OnlineLinearProbe").float()
+        y = batch_labels(batch).to(h.device)
         linear = self._ensure(trainer, h.shape[1], h.device)
         keep = y >= 0
         with torch.enable_grad(), torch.inference_mode(False):
@@ -68,11 +81,12 @@ class OnlineLinearProbe(L.Callback):
         self.optimizer.step()
         if keep.any():
             acc = (logits.detach()[keep].argmax(1) == y[keep]).float().mean()
-            pl_module.log_dict({"probe/train_loss": loss.detach(), "probe/train_acc": acc}, on_step=False, on_epoch=True)
+            pl_module.log_dict({"probe/train_loss": loss.detach(), "probe/train_acc": acc}, on_step=False, on_epoch=True,
+                              sync_dist=True)  # mean over ranks
 
     def _eval_batch(self, stage, trainer, pl_module, outputs, batch) -> None:
-        h = step_features(pl_module, outputs, batch).float()
-        y = batch[1].to(h.device)
+        h = step_features(pl_module, outputs, batch, self.feature_fn, "OnlineLinearProbe").float()
+        y = batch_labels(batch).to(h.device)
         linear = self._ensure(trainer, h.shape[1], h.device)
         keep = y >= 0
         with torch.no_grad():
@@ -86,7 +100,7 @@ class OnlineLinearProbe(L.Callback):
             return
         counts = trainer.strategy.reduce(counts, reduce_op="sum")
         if counts[1] > 0:
-            pl_module.log(f"probe/{stage}_acc", counts[0] / counts[1], prog_bar=True)
+            pl_module.log(f"probe/{stage}_acc", counts[0] / counts[1], prog_bar=True, sync_dist=True)  # equal on all ranks
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._eval_batch("val", trainer, pl_module, outputs, batch)

@@ -26,7 +26,11 @@ class RobustAccuracy(L.Callback):
     """Logs ``<split>/robust_acc@<norm>`` (and ``..._clean`` for the same samples).
 
     Args:
-        norm / eps / steps / step_size / random_start: the PGD attack (see :class:`zerosum.attacks.PGD`).
+        norm: threat model of the PGD attack, "linf" or "l2" (see :class:`zerosum.attacks.PGD`).
+        eps: its radius.
+        steps: its steps.
+        step_size: its step (default ``2.5 * eps / steps``).
+        random_start: its random start (True, False or a start name).
         every_n_epochs: attack the val split at the end of every k-th epoch.
         splits: which evaluation loops to attack ("val", "test" or both).
         max_batches: attack at most this many batches per rank and epoch (None: all).
@@ -36,10 +40,10 @@ class RobustAccuracy(L.Callback):
                  random_start: Union[bool, str] = True, every_n_epochs: int = 1,
                  splits: tuple[str, ...] = ("val", "test"), max_batches: Optional[int] = None):
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1; got {every_n_epochs}")
+            raise ValueError(f"every_n_epochs: {every_n_epochs}; allowed: an integer >= 1")
         bad = [s for s in splits if s not in SPLITS]
         if bad:
-            raise ValueError(f"splits must be a subset of {SPLITS}; got {list(splits)}")
+            raise ValueError(f"splits: {list(splits)}; allowed: a subset of {', '.join(SPLITS)}")
         self.attack = PGD(norm, eps, steps, step_size, random_start)
         self.every_n_epochs, self.splits, self.max_batches = every_n_epochs, tuple(splits), max_batches
         self.name = f"robust_acc@{norm}"
@@ -59,8 +63,9 @@ class RobustAccuracy(L.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if getattr(datamodule, "normalize", False):
             raise ValueError(
-                "RobustAccuracy attacks in [0, 1] pixel space: set the datamodule's normalize: false and "
-                "normalise inside the model (zerosum.nets.Normalized / AdversarialTraining's data_mean, data_std)"
+                "data: normalize is true, but RobustAccuracy attacks in [0, 1] pixel space; allowed: the datamodule "
+                "with normalize: false, normalising inside the model (zerosum.nets.Normalized, AdversarialTraining's "
+                "data_mean and data_std)"
             )
 
     # ---- per batch ----------------------------------------------------------------------------------

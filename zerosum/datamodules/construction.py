@@ -22,7 +22,7 @@ class ShardDataset(Dataset):
 
     def __init__(self, dataset: Dataset, shard_size: int):
         if shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+            raise ValueError(f"shard_size: {shard_size}; allowed: an integer >= 1")
         self.dataset, self.shard_size = dataset, shard_size
 
     @property
@@ -53,14 +53,16 @@ class ConstructionData(WrappedDataModule):
         data: the source datamodule; must use ``normalize: false`` (construction works in pixels).
         split: "train" (the paper), "val" or "test".
         shard_size: samples per shard (one shard = one predict batch = one file).
+        num_workers: workers of the predict loader.
     """
 
     def __init__(self, data: VisionDataModule, split: str = "train", shard_size: int = 1000, num_workers: int = 0):
         super().__init__(data)
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+            raise ValueError(f"split: {split!r}; allowed: {', '.join(SPLITS)}")
         if getattr(data, "normalize", False):
-            raise ValueError("ConstructionData needs [0, 1] pixels: set the wrapped datamodule's normalize: false")
+            raise ValueError("data: normalize is true, but construction works in [0, 1] pixels; allowed: the wrapped "
+                             "datamodule with normalize: false")
         self.split, self.shard_size, self.num_workers = split, shard_size, num_workers
         self.shards: Optional[ShardDataset] = None
 

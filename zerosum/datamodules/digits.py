@@ -28,7 +28,15 @@ class DigitsDataModule(VisionDataModule):
     """Digits, optionally resized (e.g. to 32) and repeated to 3 channels for CIFAR-shaped nets.
 
     The data has no official test split: a seeded ``test_size`` split is held out first, then the
-    validation split is carved from the rest. Augmentation is off by default (8x8 digits).
+    validation split is carved from the rest. Augmentation is off by default (8x8 digits). Further
+    arguments are :class:`VisionDataModule`'s.
+
+    Args:
+        image_size: side in pixels (8 is the original; e.g. 32 for CIFAR-shaped networks).
+        channels: 1 (grayscale) or 3 (repeated, for 3-channel networks).
+        test_size: held-out test split: a fraction in (0, 1) or a count.
+        augment: random crops (off by default).
+        download: unused (the data ships with scikit-learn).
     """
 
     name = "Digits"

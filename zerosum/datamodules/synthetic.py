@@ -25,7 +25,19 @@ def make_synthetic(num_samples: int, num_classes: int, shape: tuple[int, int, in
 
 
 class SyntheticDataModule(VisionDataModule):
-    """``num_train`` training and ``num_test`` test samples of ``num_classes`` prototype classes."""
+    """``num_train`` training and ``num_test`` test samples of ``num_classes`` prototype classes.
+    Further arguments are :class:`VisionDataModule`'s.
+
+    Args:
+        num_train: training samples (the validation split is carved from them).
+        num_test: test samples.
+        num_classes: number of classes (prototypes).
+        image_size: side in pixels.
+        channels: image channels.
+        noise: standard deviation of the Gaussian noise around each prototype (pixels in [0, 1]).
+        augment: random crops (off by default).
+        download: unused (generated data).
+    """
 
     name = "Synthetic"
     flip = False

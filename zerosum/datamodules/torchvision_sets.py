@@ -67,7 +67,11 @@ class SVHNDataModule(VisionDataModule):
 class STL10DataModule(VisionDataModule):
     """STL-10 at 96 px. ``unlabeled=True`` appends the 100k unlabeled images (label -1) to the
     training split, as self-supervised methods use it; the validation split is carved from the
-    labeled part only."""
+    labeled part only. Further arguments are :class:`VisionDataModule`'s.
+
+    Args:
+        unlabeled: append the 100k unlabeled images (label -1) to the training split.
+    """
 
     name = "STL10"
     image_shape = (3, 96, 96)

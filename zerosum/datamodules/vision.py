@@ -57,7 +57,10 @@ class VisionDataModule(L.LightningDataModule):
         train_transform: replaces the whole default training pipeline (input: PIL image or uint8 tensor).
         eval_transform: replaces the whole default evaluation pipeline.
         download: download missing files (torchvision datasets).
-        max_train_samples / max_test_samples: keep a seeded random subset (CPU-scale runs).
+        eval_batch_size: evaluation batch size (default: ``batch_size``).
+        pin_memory: pinned host memory for faster copies to a GPU.
+        max_train_samples: keep a seeded random subset of the training split (CPU-scale runs).
+        max_test_samples: keep a seeded random subset of the test split (CPU-scale runs).
     """
 
     name: str = "dataset"

@@ -1,5 +1,5 @@
 """Meta-learning building blocks: the virtual optimiser step of Meta-Weight-Net style methods."""
 
-from zerosum.meta.virtual_step import copied_buffers, functional_forward, virtual_sgd_step
+from zerosum.meta.virtual_step import AtParameters, copied_buffers, functional_forward, virtual_sgd_step
 
-__all__ = ["copied_buffers", "functional_forward", "virtual_sgd_step"]
+__all__ = ["AtParameters", "copied_buffers", "functional_forward", "virtual_sgd_step"]

@@ -81,3 +81,18 @@ def copied_buffers(module: nn.Module) -> dict[str, Tensor]:
     """Clones of ``module``'s buffers, so a virtual forward in train mode leaves BatchNorm's running
     statistics of the real model untouched."""
     return {name: b.detach().clone() for name, b in module.named_buffers()}
+
+
+class AtParameters(nn.Module):
+    """``module`` evaluated at ``params`` / ``buffers`` as a module of its own, so that attacks (which
+    switch a model's mode and take input gradients) can run on the virtual model ``f_{theta'}``.
+    Its mode is ``module``'s at creation; switching it switches ``module``'s."""
+
+    def __init__(self, module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor]):
+        super().__init__()
+        self.module = module
+        self.params, self.buffer_values = dict(params), dict(buffers)
+        self.training = module.training
+
+    def forward(self, *args, **kwargs):
+        return functional_forward(self.module, self.params, self.buffer_values, *args, **kwargs)

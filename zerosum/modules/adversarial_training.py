@@ -18,34 +18,47 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from zerosum.attacks import PGD
+from zerosum.attacks import PGD, refuse_degenerate_attack
 from zerosum.modules.classifier import Classifier
 from zerosum.modules.step_logging import log_step
-from zerosum.nets import Normalized
+from zerosum.nets import NetSpec, Normalized
 from zerosum.optim import spec
 
 
 class AdversarialTraining(Classifier):
     """Cross-entropy on PGD examples; logs clean and robust (PGD) accuracy.
 
+    Robust accuracy of the module's own evaluation attack is computed here (it belongs to the
+    module: reloaded with it, printed by ``zerosum test``); :class:`zerosum.callbacks.RobustAccuracy`
+    adds other threat models to any classifier. Both call the same :class:`zerosum.attacks.PGD`.
+
     Args:
-        num_classes / in_channels / data_mean / data_std: linked from the datamodule by the CLI.
-        net / net_args / optimizer / scheduler / scheduler_interval / label_smoothing: see
-            :class:`zerosum.modules.Classifier`.
+        num_classes: linked from the datamodule by the CLI.
+        in_channels: linked from the datamodule by the CLI.
+        net: the network (see :class:`zerosum.modules.Classifier`).
+        net_args: extra options of ``net``.
+        optimizer: the network's optimizer.
+        scheduler: optional learning-rate scheduler.
+        scheduler_interval: "epoch" or "step".
+        label_smoothing: of the cross-entropy.
+        data_mean: linked from the datamodule (which must use ``normalize: false``).
+        data_std: linked from the datamodule.
         norm: threat model, "l2" or "linf".
         eps: training radius (pixel units; Ilyas et al.: L2 0.25 / 0.5, L-inf 8/255); 0 = standard training.
-        steps: PGD steps for training (7).
-        step_size: PGD step; default ``2.5 * eps / steps``.
+        steps: PGD steps for training (7); at least 1 unless ``eps`` is 0.
+        step_size: PGD step; default ``2.5 * eps / steps``; positive unless ``eps`` is 0.
         random_start: random start of the training attack (uniform box / sphere).
-        eval_eps / eval_steps / eval_step_size: the attack of ``val/robust_acc`` and
-            ``test/robust_acc`` (default: the training attack; ``eval_eps: 0`` skips robust evaluation).
+        eval_eps: radius of the attack of ``val/robust_acc`` and ``test/robust_acc`` (default: the
+            training radius; 0 skips robust evaluation).
+        eval_steps: its steps (default: the training steps).
+        eval_step_size: its step (default: the training step when the attacks match, else 2.5 * eps / steps).
     """
 
     def __init__(
         self,
         num_classes: int,
         in_channels: int = 3,
-        net: str = "resnet18_cifar",
+        net: NetSpec = "resnet18_cifar",
         net_args: Optional[dict[str, Any]] = None,
         optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
@@ -65,9 +78,11 @@ class AdversarialTraining(Classifier):
         super().__init__(num_classes, in_channels, net, net_args, optimizer, scheduler, scheduler_interval,
                          label_smoothing)
         self.net = Normalized(self.net, data_mean, data_std)
+        refuse_degenerate_attack(eps, steps, step_size)
         self.attack = PGD(norm, eps, steps, step_size, random_start)
         eval_eps = eps if eval_eps is None else eval_eps
         eval_steps = steps if eval_steps is None else eval_steps
+        refuse_degenerate_attack(eval_eps, eval_steps, eval_step_size, prefix="eval_")
         if eval_step_size is None:
             eval_step_size = step_size if (eval_eps == eps and eval_steps == steps) else None
         self.eval_attack = PGD(norm, eval_eps, eval_steps, eval_step_size, random_start)

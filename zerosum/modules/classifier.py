@@ -13,25 +13,29 @@ from torchmetrics.classification import MulticlassAccuracy
 from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.modules.game import Game
 from zerosum.modules.step_logging import log_step
-from zerosum.nets import build_net
+from zerosum.nets import NetSpec, build_net
 from zerosum.optim import spec
 
 
 class Classifier(LogitsEvaluation, Game):
-    """Cross-entropy training of ``net`` (a name from :mod:`zerosum.nets`): a game of one player.
+    """Cross-entropy training of ``net``: a game of one player.
 
     Args:
-        num_classes / in_channels: linked from the datamodule by the CLI.
-        net / net_args: the network and its extra options.
-        optimizer / scheduler: callables from YAML (``class_path``/``init_args``); the scheduler is
-            stepped per epoch unless ``scheduler_interval: step``.
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        in_channels: image channels (linked from the datamodule by the CLI).
+        net: a zerosum net name (small_cnn, resnet18_cifar, ...), a dotted import path, a class_path/init_args mapping, or your nn.Module (see zerosum.nets.build_net).
+        net_args: extra keyword arguments of the network's class.
+        optimizer: optimizer callable from YAML (class_path/init_args).
+        scheduler: learning-rate scheduler callable, or null.
+        scheduler_interval: step the scheduler per "epoch" or per optimizer "step".
+        label_smoothing: label smoothing of the cross-entropy.
     """
 
     def __init__(
         self,
         num_classes: int,
         in_channels: int = 3,
-        net: str = "small_cnn",
+        net: NetSpec = "small_cnn",
         net_args: Optional[dict[str, Any]] = None,
         optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
@@ -39,6 +43,10 @@ class Classifier(LogitsEvaluation, Game):
         label_smoothing: float = 0.0,
     ):
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: {label_smoothing}; allowed: a value in [0, 1)")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval: {scheduler_interval!r}; allowed: epoch, step")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.net: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
         self.add_player("net", "net", optimizer, scheduler, scheduler_interval)

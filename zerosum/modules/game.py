@@ -39,6 +39,7 @@ once from the players' declarations and a plain ``backward``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
@@ -48,6 +49,7 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
+from zerosum.nets.hparams import save_hyperparameters
 from zerosum.optim.spec import Spec, build
 from zerosum.parallel import average_gradients, outside_ddp_reducer, sync_buffers, world_size
 
@@ -73,6 +75,11 @@ class Game(L.LightningModule):
         self.automatic_optimization = False
         self.players: dict[str, Player] = {}
         self._scheduled: dict[str, int] = {}
+
+    def save_hyperparameters(self, *args, ignore=None, frame=None, logger: bool = True) -> None:
+        """Lightning's, except that a network given as an ``nn.Module`` instance is not stored (a note
+        says to pass it again to ``load_from_checkpoint``): see :mod:`zerosum.nets.hparams`."""
+        save_hyperparameters(self, *args, ignore=ignore, frame=frame or inspect.currentframe().f_back, logger=logger)
 
     # ---- declaring players ------------------------------------------------------------------------
     def add_player(self, name: str, networks: Union[str, Sequence[str]], optimizer: Spec,

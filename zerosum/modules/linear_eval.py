@@ -3,6 +3,8 @@ Chen et al. 2020, Sec. 4 and ADIOS, Shi et al. 2022, Sec. 4)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -10,7 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.modules.loading import load_module
+from zerosum.ssl.export import load_encoder
 
 
 def linear_sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -18,24 +22,33 @@ def linear_sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: flo
 
 
 class LinearEval(L.LightningModule):
-    """A linear classifier on the frozen ``features(x)`` of a checkpointed module (e.g. ADIOS).
+    """A linear classifier on the frozen ``features(x)`` of an exported encoder or of a checkpointed
+    module (e.g. ADIOS).
 
     The encoder stays in eval mode (BatchNorm statistics frozen) and receives no gradient; only
     ``self.linear`` is trained (cross-entropy, cosine schedule over ``max_epochs``).
 
     Args:
-        ckpt_path: a Lightning checkpoint of ``module_class``.
+        ckpt_path: a Lightning checkpoint of ``module_class`` (the whole module is loaded: for ADIOS
+            also its occlusion net and a BYOL target); give this or ``encoder_path``.
         num_classes: linked from the datamodule.
-        module_class: import path of the checkpoint's LightningModule.
+        module_class: import path of the checkpoint's LightningModule (with ``ckpt_path``).
+        optimizer: optimizer of the linear layer.
+        cosine: cosine learning-rate schedule over the training steps.
         feature_norm: standardise the features with a parameter-free BatchNorm before the linear
             layer (as MAE's linear probing; cumulative statistics, momentum=None); still a linear classifier.
+        encoder_path: the encoder alone, as ADIOS writes it at the end of training (``<log dir>/encoder.pt``,
+            :func:`zerosum.ssl.save_encoder`); give this or ``ckpt_path``.
     """
 
-    def __init__(self, ckpt_path: str, num_classes: int, module_class: str = "zerosum.modules.ADIOS",
-                 optimizer: OptimizerCallable = linear_sgd, cosine: bool = True, feature_norm: bool = True):
+    def __init__(self, ckpt_path: Optional[str] = None, num_classes: int = 10, module_class: str = "zerosum.modules.ADIOS",
+                 optimizer: OptimizerCallable = linear_sgd, cosine: bool = True, feature_norm: bool = True,
+                 encoder_path: Optional[str] = None):
         super().__init__()
+        if (ckpt_path is None) == (encoder_path is None):
+            raise ValueError(f"ckpt_path, encoder_path: {ckpt_path!r}, {encoder_path!r}; allowed: exactly one of them")
         self.save_hyperparameters(ignore=["optimizer"])
-        self.backbone = load_module(ckpt_path, module_class)
+        self.backbone = load_encoder(encoder_path) if encoder_path else load_module(ckpt_path, module_class)
         if not hasattr(self.backbone, "features"):
             raise ValueError(f"{module_class} has no features(x) method to evaluate")
         self.backbone.requires_grad_(False).eval()
@@ -49,10 +62,12 @@ class LinearEval(L.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def _probe_dim(self) -> int:
+        if hasattr(self.backbone, "feature_dim"):
+            return self.backbone.feature_dim
         enc = getattr(self.backbone, "encoder", None)
         if enc is not None and hasattr(enc, "feature_dim"):
             return enc.feature_dim
-        hp = self.backbone.hparams
+        hp = getattr(self.backbone, "hparams", {})
         x = torch.zeros(2, hp.get("in_channels", 3), hp.get("image_size", 32), hp.get("image_size", 32))
         return self.backbone.features(x).shape[1]
 
@@ -85,6 +100,8 @@ class LinearEval(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int):
         self._step(batch, self.test_acc, "test")
+
+    predict_step = LogitsEvaluation.predict_step  # zerosum predict: <run>/predictions.csv
 
     def configure_optimizers(self):
         opt = self.optimizer(self.linear.parameters())

@@ -13,26 +13,38 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torch.nn import functional as F
 
+from zerosum.attacks import refuse_degenerate_attack
 from zerosum.attacks.trades import trades_attack
 from zerosum.losses import trades_kl
 from zerosum.modules.classifier import Classifier
 from zerosum.modules.step_logging import log_step
-from zerosum.nets import Normalized
+from zerosum.nets import NetSpec, Normalized
 from zerosum.optim import spec
 
 
 class TRADES(Classifier):
-    """Args (beyond :class:`~zerosum.modules.Classifier`'s):
-        data_mean / data_std: linked from the datamodule (which must use ``normalize: false``).
+    """Args:
+        num_classes: linked from the datamodule.
+        in_channels: linked from the datamodule.
+        net: the network (see :class:`~zerosum.modules.Classifier`).
+        net_args: extra options of ``net``.
+        optimizer: the network's optimizer.
+        scheduler: optional learning-rate scheduler.
+        scheduler_interval: "epoch" or "step".
+        data_mean: linked from the datamodule (which must use ``normalize: false``).
+        data_std: linked from the datamodule.
         beta: weight of the KL term (TRADES: 6).
-        eps / step_size / steps / init_std: the inner maximisation (8/255, 2/255, 10, 0.001).
+        eps: radius of the inner maximisation (8/255).
+        step_size: its step (2/255); positive unless ``eps`` is 0.
+        steps: its steps (10); at least 1 unless ``eps`` is 0.
+        init_std: its start ``x + init_std N(0, I)`` (0.001).
     """
 
     def __init__(
         self,
         num_classes: int,
         in_channels: int = 3,
-        net: str = "preact_resnet18",
+        net: NetSpec = "preact_resnet18",
         net_args: Optional[dict[str, Any]] = None,
         optimizer: OptimizerCallable = spec("torch.optim.SGD", lr=1e-3),
         scheduler: Optional[LRSchedulerCallable] = None,
@@ -46,8 +58,9 @@ class TRADES(Classifier):
         init_std: float = 0.001,
     ):
         super().__init__(num_classes, in_channels, net, net_args, optimizer, scheduler, scheduler_interval)
-        if beta < 0 or eps < 0 or step_size < 0 or steps < 0:
-            raise ValueError("TRADES: beta, eps, step_size and steps must be >= 0")
+        if beta < 0:
+            raise ValueError(f"beta: {beta} is negative; allowed: a weight >= 0 (TRADES: 6)")
+        refuse_degenerate_attack(eps, steps, step_size)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.net = Normalized(self.net, data_mean, data_std)
 

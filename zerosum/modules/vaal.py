@@ -13,6 +13,27 @@ One training step (Algorithm 1; the order below is the official code's, T first)
 
 Each player's update is one :meth:`~zerosum.modules.Game.play`, so the step reads like Algorithm 1.
 
+**The official recipe** (sinhasam/vaal, ``solver.py`` / ``main.py`` / ``arguments.py``) is this module's
+default where the module decides it, and the paper configs (``configs/vaal/*.yaml``) set the rest:
+
+- *Fresh batches* (``fresh_batches=True``): ``solver.py`` draws a new labeled and unlabeled batch
+  before every VAE step but the first and every D step but the first (T and the first VAE step share
+  one draw, the first D step reuses the last VAE draw). The loader's batch is therefore cut into
+  :attr:`draws_per_step` ``= num_vae_steps + num_adv_steps - 1`` equal draws, used in that order: set
+  the datamodule's ``batch_size`` to ``draws_per_step x`` the per-draw batch (2 x 64 for the paper's
+  64 with the default 2 VAE + 1 D steps). With a shuffled, cycling labeled stream this is exactly the
+  official sequence of draws. ``fresh_batches=False`` reuses the one batch for every update.
+- *KL summed* over latent dimensions and the batch (``kl_reduction="sum"``, ``solver.py: vae_loss``);
+  ``"mean"`` keeps the per-element average (see :mod:`zerosum.losses.vae_loss`).
+- *Task model*: SGD lr 0.01, momentum 0.9, weight decay 5e-4 (``solver.py: optim_task_model``), the
+  rate divided by 10 every quarter of a round (``lr_change = train_iterations // 4``): give
+  ``task_scheduler: torch.optim.lr_scheduler.StepLR`` with ``step_size = steps_per_round // 4`` (it steps
+  once per task update and is rebuilt each round). VAE and D: Adam 5e-4 (``solver.py``).
+- *Round length and weights* are the protocol's (:class:`zerosum.callbacks.ActiveLearning`): a fixed
+  number of iterations per round, ``num_images * train_epochs // batch_size`` (``solver.py: train``),
+  cycling the labeled set, and the task weights best on the validation split (checked every 1000
+  iterations in ``solver.py``).
+
 The labeled and unlabeled batches go through the VAE in **one** forward pass (concatenated): in
 training mode BatchNorm normalises with batch statistics, and two separate passes (as in the official
 code) would normalise each pool by its own statistics, erasing exactly the first-moment shift between
@@ -29,10 +50,10 @@ after every step, so no ``find_unused_parameters`` is needed and the ranks stay 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 
@@ -41,27 +62,42 @@ from zerosum.losses.vae_loss import BetaVAELoss
 from zerosum.modules.evaluation import LogitsEvaluation
 from zerosum.modules.game import Game
 from zerosum.modules.step_logging import log_step
-from zerosum.nets import build_net
+from zerosum.nets import NetSpec, build_net
 from zerosum.nets.discriminator import LatentDiscriminator
 from zerosum.nets.vae import BetaVAE
 from zerosum.optim import spec
 
-#: the paper's default for all three players (alpha1 = alpha2 = alpha3 = 5e-4 on CIFAR)
+#: VAE and discriminator: the official code's and the paper's alpha1 = alpha2 = 5e-4 (CIFAR)
 ADAM = spec("torch.optim.Adam", lr=5e-4)
+#: task model: the official code's optimiser (solver.py); the paper's table lists alpha3 = 5e-4
+SGD = spec("torch.optim.SGD", lr=0.01, momentum=0.9, weight_decay=5e-4)
 
 
 class VAAL(LogitsEvaluation, Game):
-    """Args:
-        num_classes / in_channels / image_size: linked from the datamodule by the CLI.
-        net / net_args: the task model (a name from :mod:`zerosum.nets`; the paper uses ``vgg16_bn``).
-        latent_dim: VAE latent size ``d`` (32 CIFAR, 64 Caltech-256/ImageNet).
-        vae_base_width / vae_num_blocks: VAE encoder widths ``base * 2**i`` for ``num_blocks`` blocks
-            (paper: 128 and 4, i.e. 128-256-512-1024).
-        disc_hidden_dim / disc_num_layers: discriminator MLP (paper: 5 layers; official code: 3, width 512).
-        beta / lambda1 / lambda2: weights of Eqs. 1 and 4.
-        num_vae_steps / num_adv_steps: VAE and D updates per task-model update (official: 2 and 1).
-        task_optimizer / vae_optimizer / disc_optimizer: optimizer callables (learning rates alpha3,
-            alpha1, alpha2 of the paper's table).
+    """VAAL's three-player game: task model, beta-VAE, latent discriminator (see the module docstring).
+
+    Args:
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        in_channels: image channels (linked from the datamodule).
+        image_size: image side in pixels (linked from the datamodule).
+        net: the task model, a name from zerosum.nets (the paper and the official code: vgg16_bn).
+        net_args: extra options of the task model.
+        latent_dim: VAE latent size d (32 on CIFAR, 64 on Caltech-256 and ImageNet).
+        vae_base_width: channels of the first VAE block, doubled per block (paper: 128, i.e. 128-256-512-1024).
+        vae_num_blocks: stride-2 blocks of the VAE (paper: 4).
+        disc_hidden_dim: width of the discriminator MLP (official model.py: 512).
+        disc_num_layers: linear layers of the discriminator (paper and official model.py: 5).
+        beta: weight of the KL term of Eq. 1 (1 in every paper setting).
+        lambda1: weight of the VAE's reconstruction term in Eq. 4.
+        lambda2: weight of the VAE's adversarial term in Eq. 4.
+        kl_reduction: "sum" over latent dimensions and batch (official solver.py) or "mean" per element.
+        num_vae_steps: VAE updates per task-model update (official: 2).
+        num_adv_steps: discriminator updates per task-model update (official: 1).
+        fresh_batches: a new draw for every further VAE and D step, as the official code; the loader's batch then holds draws_per_step draws.
+        task_optimizer: optimizer of the task model (default: the official SGD 0.01, momentum 0.9, wd 5e-4; the paper's alpha3).
+        vae_optimizer: optimizer of the VAE (paper's alpha1; official Adam 5e-4).
+        disc_optimizer: optimizer of the discriminator (paper's alpha2; official Adam 5e-4).
+        task_scheduler: learning-rate schedule of the task model, stepped per task update and rebuilt each round (official: divide by 10 every quarter of the round, StepLR).
     """
 
     def __init__(
@@ -69,7 +105,7 @@ class VAAL(LogitsEvaluation, Game):
         num_classes: int,
         in_channels: int = 3,
         image_size: int = 32,
-        net: str = "vgg16_bn",
+        net: NetSpec = "vgg16_bn",
         net_args: Optional[dict[str, Any]] = None,
         latent_dim: int = 32,
         vae_base_width: int = 128,
@@ -79,26 +115,31 @@ class VAAL(LogitsEvaluation, Game):
         beta: float = 1.0,
         lambda1: float = 1.0,
         lambda2: float = 1.0,
+        kl_reduction: Literal["sum", "mean"] = "sum",
         num_vae_steps: int = 2,
         num_adv_steps: int = 1,
-        task_optimizer: OptimizerCallable = ADAM,
+        fresh_batches: bool = True,
+        task_optimizer: OptimizerCallable = SGD,
         vae_optimizer: OptimizerCallable = ADAM,
         disc_optimizer: OptimizerCallable = ADAM,
+        task_scheduler: Optional[LRSchedulerCallable] = None,
     ):
         super().__init__()
-        if num_vae_steps < 1 or num_adv_steps < 1:
-            raise ValueError(f"VAAL: num_vae_steps and num_adv_steps must be >= 1, got {num_vae_steps} and "
-                             f"{num_adv_steps}")
-        if lambda1 < 0 or lambda2 < 0:
-            raise ValueError(f"VAAL: lambda1 and lambda2 must be >= 0, got {lambda1} and {lambda2}")
-        self.save_hyperparameters(ignore=["task_optimizer", "vae_optimizer", "disc_optimizer"])
-        self.task_model: nn.Module = build_net(net, num_classes, in_channels, **(net_args or {}))
+        for name, value in (("num_vae_steps", num_vae_steps), ("num_adv_steps", num_adv_steps)):
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1 (a game with nothing to play), got {value}; allowed: 1, 2, ...")
+        for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+            if value < 0:
+                raise ValueError(f"{name}: must be >= 0, got {value}; allowed: a non-negative weight")
+        self.save_hyperparameters(ignore=["task_optimizer", "vae_optimizer", "disc_optimizer", "task_scheduler"])
+        self.task_model: nn.Module = build_net(net, num_classes, in_channels,
+                                               sample_shape=(in_channels, image_size, image_size), **(net_args or {}))
         self.vae = BetaVAE(in_channels, image_size, latent_dim, base_width=vae_base_width, num_blocks=vae_num_blocks)
         self.discriminator = LatentDiscriminator(latent_dim, disc_hidden_dim, disc_num_layers)
-        self.vae_loss = BetaVAELoss(beta)
+        self.vae_loss = BetaVAELoss(beta, kl_reduction)
         self.adversarial_loss = VAEAdversarialLoss()
         self.discriminator_loss = PoolDiscriminatorLoss()
-        self.add_player("task", "task_model", task_optimizer)
+        self.add_player("task", "task_model", task_optimizer, task_scheduler, interval="step")
         self.add_player("vae", "vae", vae_optimizer)
         self.add_player("discriminator", "discriminator", disc_optimizer)
         self.init_accuracy(num_classes)
@@ -141,6 +182,21 @@ class VAAL(LogitsEvaluation, Game):
         return self.discriminator_loss(logits[:n], logits[n:])
 
     # ---- training ---------------------------------------------------------------------------------
+    @property
+    def draws_per_step(self) -> int:
+        """Draws one training step uses: ``num_vae_steps + num_adv_steps - 1`` with fresh batches, else 1."""
+        h = self.hparams
+        return h.num_vae_steps + h.num_adv_steps - 1 if h.fresh_batches else 1
+
+    def draws(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """The ``(x_L, y_L, x_U)`` of each of the step's ``num_vae_steps + num_adv_steps - 1`` draws: the
+        batch cut into that many parts with fresh batches, else the one batch every time (and also
+        when a stream is too short to cut)."""
+        k = self.hparams.num_vae_steps + self.hparams.num_adv_steps - 1
+        if self.draws_per_step == 1 or min(len(x_l), len(x_u)) < k:
+            return [(x_l, y_l, x_u)] * k
+        return list(zip(x_l.tensor_split(k), y_l.tensor_split(k), x_u.tensor_split(k)))
+
     @staticmethod
     def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_L, y_L, x_U)`` from a ``{"labeled": ..., "unlabeled": ...}`` batch."""
@@ -153,12 +209,17 @@ class VAAL(LogitsEvaluation, Game):
         return labeled[0], labeled[1], unlabeled[0]
 
     def training_step(self, batch, batch_idx: int) -> None:
-        """VAAL Algorithm 1: T on L_T, then the VAE on Eq. 4, then D on Eq. 3."""
-        x_l, y_l, x_u = self.split_batch(batch)
+        """VAAL Algorithm 1: T on L_T, then the VAE on Eq. 4, then D on Eq. 3; draw ``j`` feeds the
+        ``j``-th VAE step (T shares the first), the D steps start on the last VAE draw."""
+        draws = self.draws(*self.split_batch(batch))
+        x_l, y_l, _ = draws[0]
         task_loss = self.play("task", lambda: self.task_objective(x_l, y_l))
-        for _ in range(self.hparams.num_vae_steps):
+        nv = self.hparams.num_vae_steps
+        for j in range(nv):
+            x_l, _, x_u = draws[j]
             vae_loss = self.play("vae", lambda: self.vae_objective(x_l, x_u))
-        for _ in range(self.hparams.num_adv_steps):
+        for i in range(self.hparams.num_adv_steps):
+            x_l, _, x_u = draws[nv - 1 + i]
             disc_loss = self.play("discriminator", lambda: self.discriminator_objective(x_l, x_u))
         log_step(self, {"train/task_loss": task_loss, "train/vae_loss": vae_loss, "train/disc_loss": disc_loss},
                  prog_bar=True)

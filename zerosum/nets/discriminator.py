@@ -1,8 +1,8 @@
 """VAAL's discriminator D (Sinha et al., ICCV 2019, Eqs. 2-3): an MLP on the latent mean ``mu``
 ending in a sigmoid, ``D(mu) = P(sample is labeled)``.
 
-The paper uses a 5-layer MLP; the official code has ``z-512-512-1``. ``num_layers`` counts the
-linear layers (default 5, the paper's: ``z-512-512-512-512-1``). Losses use :meth:`logits` with
+The paper uses a 5-layer MLP, and so does the official code (``model.py: Discriminator``,
+``z-512-512-512-512-1``). ``num_layers`` counts the linear layers (default 5). Losses use :meth:`logits` with
 ``binary_cross_entropy_with_logits`` (the same value as BCE on the sigmoid, without its saturation).
 """
 

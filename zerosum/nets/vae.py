@@ -29,7 +29,8 @@ class VAEOutput(NamedTuple):
 
 class BetaVAE(nn.Module):
     """Args:
-        in_channels / image_size: input shape; ``image_size`` must be divisible by ``2**num_blocks``.
+        in_channels: image channels.
+        image_size: image side in pixels; must be divisible by ``2**num_blocks``.
         latent_dim: dimension ``d`` of the latent code.
         base_width: channels of the first encoder block (doubled per block); 128 in the paper, 8-32
             for CPU runs.

@@ -20,7 +20,8 @@ class LARS(Optimizer):
 
     With ``exclude_bias_and_norm`` (default, as SimCLR/BYOL do) one-dimensional tensors (biases,
     norm scales) get neither weight decay nor adaptation, i.e. plain momentum SGD.
-    ``clip_lr`` caps ``trust`` at 1 (the "clipping" variant of the ADIOS/solo-learn code).
+    ``clip_lr`` is the "clipping" variant of the ADIOS/solo-learn code: the trust ratio is divided by
+    ``lr`` and capped at 1, so a layer's step size is ``min(eta * ||w|| / (...), lr)``.
     """
 
     def __init__(self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -53,8 +54,8 @@ class LARS(Optimizer):
                     g = g.add(p, alpha=wd) if wd else g
                     trust = torch.where((w_norm > 0) & (g_norm > 0),
                                         group["eta"] * w_norm / (g_norm + wd * w_norm), torch.ones_like(w_norm))
-                    if group["clip_lr"]:
-                        trust = trust.clamp(max=1.0)
+                    if group["clip_lr"]:  # solo-learn / ADIOS: step lr * min(trust / lr, 1) = min(trust, lr)
+                        trust = (trust / group["lr"]).clamp(max=1.0) if group["lr"] > 0 else trust
                     g = g * trust
                 if group["momentum"]:
                     state = self.state[p]

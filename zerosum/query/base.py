@@ -13,7 +13,9 @@ checks the number a ``select`` receives against the unlabeled pool at query time
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from typing import Any
 
 import lightning as L
 import torch
@@ -24,13 +26,33 @@ class QueryStrategy(ABC):
 
     Optional hooks: :meth:`state_dict` / :meth:`load_state_dict` (saved in the
     :class:`~zerosum.callbacks.ActiveLearning` callback's checkpoint state) for strategies that keep
-    state between rounds.
+    state between rounds; :meth:`round_metrics` for numbers a strategy reports about its last query;
+    :meth:`settings` (derived from the constructor's arguments) recorded with the results and compared
+    on resume.
     """
 
     @abstractmethod
     def select(self, trainer: L.Trainer, module: L.LightningModule, pool, budget: int) -> torch.Tensor:
         """Return ``budget`` distinct unlabeled pool indices (a long tensor), identical on every rank.
         Implementations start with ``budget = self.check_budget(pool, budget)``."""
+
+    def round_metrics(self) -> dict[str, float]:
+        """Numbers about the last :meth:`select` (e.g. a discriminator's AUROC, a mean score). The
+        callback calls it right after ``select``, logs each as ``active/<key>`` against the number of
+        labels and adds it to ``rounds.csv``. Every rank must return the same values."""
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        """The class and the constructor's options (read back from attributes of the same name):
+        recorded in ``labeled.json`` and compared when a run resumes. Override if an option is not
+        stored under its own name."""
+        cls = type(self)
+        module = "zerosum.query" if cls.__module__.startswith("zerosum.query.") else cls.__module__
+        out: dict[str, Any] = {"class": f"{module}.{cls.__qualname__}"}
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and hasattr(self, name):
+                out[name] = plain_setting(getattr(self, name))
+        return out
 
     def state_dict(self) -> dict:
         return {}
@@ -58,3 +80,18 @@ def top_k(scores: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
     """The ``indices`` of the ``k`` highest ``scores``; ties go to the smaller position (stable)."""
     order = torch.sort(scores.float().cpu(), descending=True, stable=True).indices[:k]
     return indices.cpu()[order]
+
+
+def plain_setting(value: Any) -> Any:
+    """A setting as JSON-friendly data: numbers, strings, lists, nested strategies' settings."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, QueryStrategy):
+        return value.settings()
+    if isinstance(value, (list, tuple)):
+        return [plain_setting(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_setting(v) for k, v in value.items()}
+    if isinstance(value, torch.device):
+        return str(value)
+    return type(value).__name__

@@ -37,7 +37,11 @@ def module_features(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]
 
 class ScoringStrategy(QueryStrategy):
     """Label the ``budget`` highest-scoring unlabeled samples. Subclasses implement
-    :meth:`score_batch` (``(B,)``, higher = label first); it runs in eval mode without gradients."""
+    :meth:`score_batch` (``(B,)``, higher = label first; it runs in eval mode without gradients) or
+    :meth:`score` (the whole pool at once). :meth:`round_metrics` reports the mean score of the pool
+    (``score_mean``: the callback's ``stop_below_score`` reads it) and of the picks (``score_picked_mean``)."""
+
+    _last_metrics: dict[str, float] = {}
 
     def score_batch(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -46,7 +50,21 @@ class ScoringStrategy(QueryStrategy):
         """``(scores, pool_indices)`` of the whole unlabeled pool."""
         return score_pool(trainer, module, pool.unlabeled_dataloader(), self.score_batch)
 
+    def pick(self, scores: torch.Tensor, indices: torch.Tensor, budget: int, pool) -> torch.Tensor:
+        """The selection rule on the pool's scores: top-k here (stochastic acquisition samples instead)."""
+        return top_k(scores, indices, budget)
+
     def select(self, trainer, module, pool, budget: int) -> torch.Tensor:
         budget = self.check_budget(pool, budget)
         scores, indices = self.score(trainer, module, pool)
-        return top_k(scores, indices, budget)
+        picked = self.pick(scores, indices, budget, pool)
+        self.record_scores(scores, indices, picked)
+        return picked
+
+    def record_scores(self, scores: torch.Tensor, indices: torch.Tensor, picked: torch.Tensor) -> None:
+        chosen = torch.isin(indices.cpu(), picked.cpu())
+        self._last_metrics = {"score_mean": float(scores.float().mean()),
+                              "score_picked_mean": float(scores.float().cpu()[chosen].mean())}
+
+    def round_metrics(self) -> dict[str, float]:
+        return dict(self._last_metrics)

@@ -40,6 +40,9 @@ class DDPG(nn.Module):
         self.actor, self.critic = actor, critic
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
+        # how many DDPG updates the agent has made (one soft target update closes each): a buffer, so
+        # it travels with the checkpoint and the learning curves keep counting across resumes
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def act(self, state: torch.Tensor) -> torch.Tensor:
@@ -59,7 +62,9 @@ class DDPG(nn.Module):
 
     @torch.no_grad()
     def soft_update(self) -> None:
-        """Eq. (7): ``theta' := tau theta + (1 - tau) theta'`` for both target networks."""
+        """Eq. (7): ``theta' := tau theta + (1 - tau) theta'`` for both target networks; the last act
+        of every DDPG update, so it also counts them (:attr:`updates`)."""
+        self.updates += 1
         for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
             for p, t in zip(net.parameters(), target.parameters()):
                 t.lerp_(p, self.tau)

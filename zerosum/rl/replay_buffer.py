@@ -38,6 +38,7 @@ class ReplayBuffer(nn.Module):
         self.register_buffer("next_states", torch.zeros(capacity, *state_shape))
         self.register_buffer("position", torch.zeros((), dtype=torch.long))
         self.register_buffer("size", torch.zeros((), dtype=torch.long))
+        self.register_buffer("total", torch.zeros((), dtype=torch.long))  # transitions ever added
 
     def __len__(self) -> int:
         return int(self.size)
@@ -57,6 +58,7 @@ class ReplayBuffer(nn.Module):
         self.next_states[i] = next_state.to(self.next_states)
         self.position.fill_((i + 1) % self.capacity)
         self.size.fill_(min(int(self.size) + 1, self.capacity))
+        self.total += 1
 
     def sample(self, batch_size: int, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
         """A uniform random minibatch (with replacement) as a dict of batched tensors."""

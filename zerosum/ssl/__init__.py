@@ -17,3 +17,8 @@ def build_objective(name: str, feature_dim: int, **kwargs) -> SSLObjective:
 
 
 __all__ = ["BYOL", "OBJECTIVES", "SSLObjective", "SimCLR", "SimSiam", "build_objective"]
+
+from zerosum.ssl.batch_groups import batch_norm_per_group  # noqa: E402
+from zerosum.ssl.export import load_encoder, save_encoder  # noqa: E402
+
+__all__ += ["batch_norm_per_group", "load_encoder", "save_encoder"]

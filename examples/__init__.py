@@ -1,0 +1,1 @@
+"""Runnable examples (importable from the repository root, so tests and spawned DDP ranks can use them)."""
