@@ -17,8 +17,13 @@ finishes, so the table grows over sittings; ``--report`` only prints the table, 
 and draws the mask grid of the ADIOS run (seed 0) from its checkpoint.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 10 20 40 --methods simclr   # length sweep
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 40 --seeds 0 1              # the table
-    python benchmarks/adios_table.py --report --epochs 40
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 20 --seeds 0 1              # the table
+    python benchmarks/adios_table.py --report --epochs 20 40
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --collapse 80   # alpha 0: when do the masks collapse?
+
+Length: SimCLR's linear probe still rises from 10 to 20 to 40 epochs here (0.347, 0.378, 0.409), so the
+"until SimCLR has stopped improving" length is longer than 40 epochs; the four-method table is at 20
+epochs (780 steps) because an ADIOS run costs about 3x a SimCLR run and one CPU core was what there was.
 """
 
 from __future__ import annotations
@@ -76,11 +81,11 @@ def cifar_root(data_dir: Optional[str]) -> str:
     return str(root / "cifar10")
 
 
-def datamodule(root: str):
+def datamodule(root: str, batch: Optional[int] = None):
     from zerosum.datamodules import ImageFolderDataModule
     from zerosum.transforms import SimCLRTransform
 
-    s = SETTING
+    s = {**SETTING, "batch": batch or SETTING["batch"]}
     # official augmentation defaults (src/args/dataset.py): jitter 0.8/0.8/0.8/0.2 with p 0.8, grey 0.2,
     # crop scale (0.08, 1); no blur below 64 px (zerosum's SimCLRTransform default)
     views = SimCLRTransform(s["image_size"], MEAN, STD, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2)
@@ -89,19 +94,19 @@ def datamodule(root: str):
                                  train_transform=views)
 
 
-def build_model(method: str, epochs: int):
+def build_model(method: str, epochs: int, **overrides):
     from zerosum.modules import ADIOS
     from zerosum.optim import spec
 
-    s = SETTING
+    s = {**SETTING, **overrides}
     lars = dict(momentum=0.9, weight_decay=s["weight_decay"], eta=0.02, clip_lr=True, exclude_bias_and_norm=True)
     return ADIOS(num_classes=10, in_channels=3, image_size=s["image_size"], net=s["net"], net_args={"width": s["width"]},
                  objective="simclr", objective_args={"proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.2},
                  masking=METHODS[method], num_masks=s["num_masks"], alpha=s["alpha"], alpha_entropy=s["alpha_entropy"],
-                 mask_net_args={"base_width": s["mask_base"], "norm": "instance"},
+                 mask_net_args={"base_width": s["mask_base"], "norm": s.get("mask_norm", "instance")},
                  optimizer=spec("zerosum.optim.LARS", lr=s["lr"], **lars),
                  mask_optimizer=spec("zerosum.optim.LARS", lr=s["mask_lr"], **lars),
-                 warmup_epochs=epochs * 10 / 500, warmup_start_lr=0.003)
+                 warmup_epochs=epochs * 10 / 500, warmup_start_lr=0.003, cosine=s.get("cosine", True))
 
 
 @torch.no_grad()
@@ -194,6 +199,48 @@ def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
     return record
 
 
+#: The optimisation values of the official STL-10 SimCLR+ADIOS script (bash_files/training/stl10/resnet18/
+#: simclr_adios.sh: N 6, --alpha_sparsity 0, --alpha_entropy 0, lr, mask_lr, weight decay, unet_norm gn), at
+#: this table's 16 px scale, batch 64, constant learning rates.
+STL10_SIMCLR_VALUES = dict(num_masks=6, alpha_entropy=0.0, lr=0.13234838295784523, mask_lr=0.01946841419435407,
+                           weight_decay=8.504658547335148e-05, mask_norm="group", cosine=False)
+
+
+def collapse_check(root: str, steps: int, alpha: float = 0.0, batch: int = 64) -> dict:
+    """ADIOS with the sparsity penalty off (``alpha`` 0 and no entropy term), the official STL-10 SimCLR
+    script's values, on this table's data at 16 px: per-step per-sample coverage of the largest mask
+    and the step at which ADIOS reports the collapse (``collapsed_at``)."""
+    import warnings
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    class StopAtCollapse(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            trainer.should_stop = trainer.should_stop or pl_module.collapsed_at is not None
+
+    torch.set_num_threads(1)
+    L.seed_everything(0, workers=True)
+    model = build_model("adios", 0, alpha=alpha, **STL10_SIMCLR_VALUES)
+    with tempfile.TemporaryDirectory() as tmp:
+        # two optimizer steps (encoder, occluder) per batch: max_steps counts both
+        trainer = L.Trainer(max_steps=2 * steps, accelerator="cpu", devices=1, logger=CSVLogger(tmp, name="", version=""),
+                            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                            log_every_n_steps=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[StopAtCollapse()])
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            trainer.fit(model, datamodule(root, batch))
+        trainer.logger.save()
+        rows = [line.split(",") for line in (Path(tmp) / "metrics.csv").read_text().splitlines()]
+    col = rows[0].index("train/mask_cover_max")
+    trace = [round(float(r[col]), 3) for r in rows[1:] if len(r) > col and r[col]]
+    messages = [str(w.message) for w in seen if "collapsed" in str(w.message)]
+    print(f"[collapse] STL-10 SimCLR script values, alpha={alpha}, batch {batch}: per-sample coverage of the largest "
+          f"mask, steps 1, 11, 21, ...: {trace[::10]} (last: step {len(trace)}, {trace[-1] if trace else None})", flush=True)
+    print(f"[collapse] collapsed_at={model.collapsed_at}; warning: {messages[0] if messages else None}", flush=True)
+    return {"alpha": alpha, "steps": steps, "collapsed_at": model.collapsed_at, "cover_max_by_step": trace}
+
+
 def claim(out: Path, key: str) -> bool:
     """Take ``key`` for this process (a pid file), so that several sittings or processes can grow the
     table side by side; a claim whose process is gone is taken over."""
@@ -240,6 +287,8 @@ def table(epochs: int) -> str:
                          if len(vals) > 1 else f"{vals[0]:.3f}")
         lines.append(f"| {method} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
                      + " | ".join(cells) + " |")
+    lines += ["", "minutes: wall time with one thread on a shared 2-core machine (some runs under heavy load), not a cost "
+              "comparison (see benchmarks/adios_speed.py); mask_corr is 0 by definition with one mask (random_block)"]
     return "\n".join(lines)
 
 
@@ -287,12 +336,17 @@ def main() -> None:
     parser.add_argument("--out", default="benchmark_runs/adios_table", help="run folders (checkpoints, logs)")
     parser.add_argument("--report", action="store_true", help="only print the tables and draw the mask grid")
     parser.add_argument("--reevaluate", action="store_true", help="re-evaluate cached runs from their encoder.pt")
+    parser.add_argument("--collapse", type=int, default=0, metavar="STEPS",
+                        help="only run ADIOS with alpha 0 for up to STEPS steps and report when the masks collapse")
     parser.add_argument("--results", default=None, help="the JSON cache of finished runs (default: benchmarks/results)")
     args = parser.parse_args()
     if args.results:
         global RESULTS
         RESULTS = Path(args.results)
     root = cifar_root(args.data)
+    if args.collapse:
+        collapse_check(root, args.collapse)
+        return
     if args.reevaluate:
         reevaluate(root)
     if not args.report and not args.reevaluate:

@@ -3,6 +3,9 @@ and one final line ``error: <option>: ...`` naming the option, with no traceback
 ``Namespace(...)`` dump. Most fail while parsing or building the classes, so the whole catalogue
 runs in seconds."""
 
+import hashlib
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,17 @@ def _files(tmp: Path) -> None:
     (tmp / "broken.yaml").write_text("trainer: [unclosed\n")
     (tmp / "constructed").mkdir()
     (tmp / "constructed" / "manifest.json").write_text('{"shards": [')  # killed mid-write (before atomic writes)
+    # a complete constructed dataset whose shard was cut short (a full disk, an interrupted copy) ...
+    buffer = io.BytesIO()
+    torch.save({"images": torch.zeros(4, 1, 8, 8), "labels": torch.zeros(4, dtype=torch.long)}, buffer)
+    shard = buffer.getvalue()
+    checked = {"bytes": len(shard), "sha256": hashlib.sha256(shard).hexdigest()}
+    for name, content, record in (("cut_shard", shard[:200], checked),
+                                  ("garbled_shard", b"not a shard", {})):  # ... or is no shard (an old record)
+        (tmp / name).mkdir()
+        (tmp / name / "shard_00000.pt").write_bytes(content)
+        record = {"file": "shard_00000.pt", "count": 4, **record}
+        (tmp / name / "manifest.json").write_text(json.dumps({"complete": True, "num_shards": 1, "shards": [record]}))
 
 
 # (id, arguments, a word the last line must contain)
@@ -96,6 +110,8 @@ CATALOGUE = [
     ("unknown datamodule", CLASSIFIER + ["--data=Nope"], "data"),
     ("truncated manifest.json", CONSTRUCTED + ["--data.path=constructed"], "manifest.json"),
     ("missing constructed dataset", CONSTRUCTED + ["--data.path=no/such/d_det"], "path"),
+    ("truncated shard", CONSTRUCTED + ["--data.path=cut_shard"], "shard_00000.pt is damaged"),
+    ("unreadable shard", CONSTRUCTED + ["--data.path=garbled_shard"], "shard_00000.pt is unreadable"),
     # trainer and command line
     ("max_epochs not a number", CLASSIFIER + ["--trainer.max_epochs=abc"], "max_epochs"),
     ("seed not a number", CLASSIFIER + ["--seed_everything=abc"], "seed_everything"),
@@ -103,6 +119,15 @@ CATALOGUE = [
     ("missing config file", ["fit", "--config", "nope.yaml"], "config"),
     ("broken YAML", ["fit", "--config", "broken.yaml"], "config"),
     ("unknown accelerator", CLASSIFIER + ["--trainer.accelerator=tpu9"], "accelerator"),
+    ("unknown trainer strategy", CLASSIFIER + ["--trainer.strategy=nope"], "trainer.strategy"),
+    ("precision 7", CLASSIFIER + ["--trainer.precision=7"], "trainer.precision"),
+    ("devices not a number", CLASSIFIER + ["--trainer.devices=abc"], "trainer.devices"),
+    ("misspelt trainer option", CLASSIFIER + ["--trainer.max_epochz=3"], "--trainer.max_epochs"),
+    ("misspelt data option", CLASSIFIER + ["--data.init_args.bach_size=3"], "batch_size"),
+    ("unknown subcommand", ["fitt", "--config", str(CONFIGS / "classifier/digits.yaml")], "subcommand"),
+    ("no model", ["fit", "--data=DigitsDataModule"], "model"),
+    ("negative learning rate", CLASSIFIER + ["--model.init_args.optimizer.init_args.lr=-1"], "optimizer"),
+    ("digits image_size 0", CLASSIFIER + ["--data.init_args.image_size=0"], "image_size"),
     # checkpoints
     ("missing checkpoint", ["test", "--config", str(CONFIGS / "classifier/digits.yaml"), "--ckpt_path=no.ckpt"],
      "ckpt_path"),

@@ -143,3 +143,11 @@ def test_predict_writes_predictions_next_to_the_run():
           "--trainer.enable_progress_bar=false"])
     assert (last.parent.parent / "predict_1" / "predictions.csv").is_file(), "a rerun must not overwrite the first"
     assert path.read_text().splitlines() == lines
+
+
+def test_every_module_class_is_covered():
+    import lightning as L
+
+    classes = {n for n in modules.__all__ if isinstance(getattr(modules, n), type)
+               and issubclass(getattr(modules, n), L.LightningModule)}
+    assert classes == {*CASES, "LinearEval"}, "add the new module to CASES (a config on embedded data)"

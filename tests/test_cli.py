@@ -90,7 +90,7 @@ MODEL = {"class_path": "zerosum.modules.Classifier", "init_args": {"net_args": {
 
 
 @pytest.mark.parametrize("where", ["active", "trainer.callbacks"])
-def test_active_learning_options_on_the_command_line(where, tmp_path):
+def test_active_learning_options_on_the_command_line(where, tmp_path, capsys):
     """`--active.*` reaches the callback's options; configs listing the callback under trainer.callbacks
     keep working."""
     import yaml
@@ -117,6 +117,15 @@ def test_active_learning_options_on_the_command_line(where, tmp_path):
     assert al.completed_rounds == al.rounds
     assert cli.datamodule.num_labeled == 30 + (al.rounds - 1) * al.budget
     assert (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
+    if where == "active":  # resuming it as another experiment is refused, naming each change, writing nothing
+        before = sorted(Path(cli.trainer.log_dir).rglob("*"))
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", "--config", str(path), "--ckpt_path=last", "--test_after_fit=false", *extra,
+                  "--active.budget=8", "--active.strategy=EntropyStrategy"])
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_.value.code == 2 and last.startswith("error: ckpt_path: "), last
+        assert "budget 7 -> 8" in last and '"zerosum.query.RandomStrategy" -> "zerosum.query.EntropyStrategy"' in last
+        assert sorted(Path(cli.trainer.log_dir).rglob("*")) == before
 
 
 def test_logs_learning_rates_and_no_hp_metric():
@@ -157,3 +166,30 @@ def test_without_a_logger_nothing_lands_in_the_current_directory_by_surprise():
                    "--trainer.limit_val_batches=0", "--test_after_fit=false", "--trainer.enable_progress_bar=false"])
     assert Path(resumed.config.fit.ckpt_path).resolve() == Path("checkpoints/last.ckpt").resolve()
     assert resumed.trainer.global_step == 4
+
+
+def test_every_class_by_short_name_documents_each_argument_in_help():
+    """`--model.help X` (and data, callbacks, strategies) shows a description for every argument: the
+    docstrings' `Args:` sections parse (one documented argument per line)."""
+    import lightning as L
+    from jsonargparse import ArgumentParser
+
+    import zerosum.callbacks as callbacks
+    import zerosum.datamodules as datamodules
+    import zerosum.modules as modules
+    import zerosum.query as query
+
+    undocumented = {}
+    for package, base in ((modules, L.LightningModule), (datamodules, L.LightningDataModule),
+                          (callbacks, L.Callback), (query, query.QueryStrategy)):
+        for name in package.__all__:
+            cls = getattr(package, name)
+            if not (isinstance(cls, type) and issubclass(cls, base)) or cls is base:
+                continue
+            parser = ArgumentParser(exit_on_error=False)
+            parser.add_class_arguments(cls, "x", sub_configs=True)
+            missing = [a.dest[2:] for a in parser._actions
+                       if a.dest.startswith("x.") and a.dest.count(".") == 1 and not a.help]
+            if missing:
+                undocumented[name] = missing
+    assert not undocumented, undocumented

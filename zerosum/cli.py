@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import re
@@ -68,8 +69,13 @@ USER_ERRORS = (ValueError, TypeError, OSError, MisconfigurationException,
 _PROJECT_FORMAT = re.compile(r"^[\w.\[\]'\"-]+: .*allowed:")
 
 
+#: base classes a user never names (listed by --help, left out of an error's "allowed")
+_BASES = ("ScoringStrategy", "VisionDataModule", "WrappedDataModule")
+
+
 def _names(package, base: type) -> list[str]:
-    return [n for n in package.__all__ if isinstance(getattr(package, n), type) and issubclass(getattr(package, n), base)]
+    return [n for n in package.__all__ if isinstance(getattr(package, n), type) and issubclass(getattr(package, n), base)
+            and not inspect.isabstract(getattr(package, n)) and n not in _BASES]
 
 
 def known_classes(key: str) -> Optional[str]:
@@ -107,8 +113,19 @@ class ZerosumParser(LightningArgumentParser):
             return super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
         sys.stderr.write(f"tip: `{prog} --help` lists the options; --debug shows the full report\n")
-        sys.stderr.write(f"error: {condense(message, known_classes)}\n")
+        sys.stderr.write(f"error: {self._unrecognized(message, prog) or condense(message, known_classes)}\n")
         self.exit(2)
+
+    def _unrecognized(self, message: str, prog: str) -> Optional[str]:
+        """``unrecognized arguments: --trainer.max_epoch=3`` with the nearest options this parser has."""
+        m = re.match(r"unrecognized arguments: (\S+)", message.strip())
+        if not m:
+            return None
+        option = m.group(1).split("=", 1)[0]
+        known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+        near = difflib.get_close_matches(option, known, n=3, cutoff=0.75)
+        allowed = ", ".join(near) + " (the nearest)" if near else f"the options `{prog} --help` lists"
+        return f"{option.lstrip('-')}: not an option; allowed: {allowed}"
 
     def add_class_arguments(self, theclass, nested_key=None, *args, **kwargs):
         added = super().add_class_arguments(theclass, nested_key, *args, **kwargs)
@@ -202,6 +219,7 @@ class ZerosumCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs):
         self._resume_run: Optional[Path] = None
+        self._saved_active: list[dict] = []  # ActiveLearning settings in the checkpoint fit resumes from
         super().__init__(*args, **kwargs)
 
     # ---- parser -------------------------------------------------------------------------------------
@@ -277,6 +295,9 @@ class ZerosumCLI(LightningCLI):
         elif ckpt in KEYWORDS or str(ckpt).startswith("registry:"):
             return
         checkpoint = read_checkpoint(ckpt)
+        if sub == "fit":
+            self._saved_active = [state["settings"] for key, state in (checkpoint.get("callbacks") or {}).items()
+                                  if key.split("{")[0] == ActiveLearning.__qualname__ and "settings" in state]
         run_dir = run_folder_of(ckpt)
         root = self._log_root()
         if run_dir is not None and (root is None or run_dir.parent == root.resolve() or self._default_logger()):
@@ -335,6 +356,10 @@ class ZerosumCLI(LightningCLI):
                                  "allowed: one of the two (the top-level `active:` key is preferred)")
             callbacks.append(active)
         is_active = any(isinstance(c, ActiveLearning) for c in callbacks)
+        for saved in self._saved_active[:1]:  # a changed experiment stops before the run folder is touched
+            for c in callbacks:
+                if isinstance(c, ActiveLearning):
+                    c.check_resume(saved)
         checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
         if sub == "fit" and trainer_cfg.get("enable_checkpointing") is not False:
             if not checkpoints:
@@ -385,6 +410,7 @@ def run(args: Optional[list[str]] = None) -> ZerosumCLI:
         save_config_callback=ZerosumSaveConfig,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,  # every zerosum module declares its own optimizers
+        parser_kwargs={"prog": "zerosum"},  # also under `python -m zerosum` and in tests
         args=args,
     )
 

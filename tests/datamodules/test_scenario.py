@@ -50,6 +50,15 @@ def test_long_tail_follows_the_imbalance_factor():
     assert counts == long_tail_counts(counts[0], 10, 10)
     assert counts[0] / counts[-1] == pytest.approx(10, rel=0.1)
     assert all(a >= b for a, b in zip(counts, counts[1:]))
+    # the official class_rate: the designed profile, proportional to the realised clean counts here
+    design = dm.design_class_counts.float()
+    assert torch.allclose(design / design.sum(), torch.tensor(counts).float() / sum(counts), atol=0.01)
+
+
+def test_designed_class_counts_are_equal_without_long_tail_whatever_the_noise():
+    dm = _scenario(noise="pair", noise_rate=0.2, meta_per_class=10)
+    assert len(set(dm.scenario["observed_class_counts"])) > 1  # the noisy label counts differ by class
+    assert len(set(dm.design_class_counts.tolist())) == 1
 
 
 def test_meta_set_is_clean_balanced_and_disjoint_from_training():

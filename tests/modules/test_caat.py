@@ -107,6 +107,8 @@ def test_plain_batches_are_refused_with_a_clear_message():
 
 
 def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="class_features: 'x'; allowed: official, last_epoch"):
+        toy_caat(class_features="x")
     with pytest.raises(ValueError, match="class_weighting"):
         toy_caat(class_weighting="balanced")
     with pytest.raises(ValueError, match="adv_eps_per_class"):
@@ -255,6 +257,28 @@ def test_validation_errors_of_a_planted_weak_class_raise_its_weights(tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, planted), batch_size=16)
     L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).validate(model, loader)
     assert int(model.ce_weights.argmax()) == 1 and model.ce_weights[1] > 0.25 > model.ce_weights[0]
+
+
+@pytest.mark.parametrize("class_features", ["official", "last_epoch"])
+def test_class_features_are_constant_by_default_and_per_class_on_request(class_features):
+    """Official zeta: the class loss is never updated and the class prior is the designed one (uniform
+    here, although the noisy label counts differ by class), so those two features cannot identify
+    the class; "last_epoch" makes both per-class."""
+    torch.manual_seed(0)
+    dm = ScenarioDataModule(SyntheticDataModule(batch_size=32, num_train=160, num_classes=4, image_size=8,
+                                                normalize=False), noise="pair", noise_rate=0.3, meta_per_class=8,
+                            combine_meta=True, seed=0)
+    model = toy_caat(class_features=class_features)
+    quiet_trainer(max_epochs=1, limit_train_batches=1).fit(model, dm)
+    x, y = torch.rand(16, 1, 8, 8), torch.tensor([0, 1, 2, 3] * 4)
+    zeta = model.features_of(model(x), y)
+    per_class = zeta[:, [1, 5]]
+    if class_features == "official":
+        assert torch.allclose(per_class, per_class[:1].expand_as(per_class))
+        assert torch.allclose(model.class_prior, torch.full((4,), 0.25))
+    else:
+        assert len(set(model.class_loss.tolist())) == 4 and len(set(model.class_prior.tolist())) > 1
+        assert torch.allclose(model.class_prior, dm.class_counts.float() / dm.class_counts.sum())
 
 
 def test_warmup_epochs_train_plain_cross_entropy_first_then_caat():

@@ -36,3 +36,18 @@ def test_adios_trains_a_vit_encoder():
     v = torch.randn(8, 3, 8, 8)
     model.training_step(([v, v + 0.1 * torch.randn_like(v)], None, None), 0)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))
+
+
+def test_exported_vit_encoder_reloads_at_the_image_size_it_was_trained_for(tmp_path):
+    """The image size comes from the data (not net_args); the one-line loader must rebuild the same
+    position embeddings (16 px / 4 px patches: 17 positions, not the 224 px default's 3137)."""
+    from zerosum.ssl import load_encoder
+
+    torch.manual_seed(0)
+    net_args = {k: v for k, v in TINY_VIT.items() if k != "image_size"}
+    model = ADIOS(num_classes=4, image_size=16, net="vit_tiny", net_args=net_args, num_masks=2,
+                  mask_net_args={"base_width": 4}, encoder_export=None).eval()
+    encoder = load_encoder(model.export_encoder(str(tmp_path / "encoder.pt")))
+    x = torch.randn(2, 3, 16, 16)
+    assert encoder.backbone.pos_embed.shape == (1, 17, 16)
+    assert torch.allclose(encoder.features(x), model.encoder.features(x))

@@ -36,6 +36,31 @@ def test_consistent_mc_dropout_masks_own_layers_and_adds_dropout_where_there_is_
         ConsistentMCDropout(nn.Conv2d(1, 1, 3), samples=2)
 
 
+def test_passes_reuse_the_dropout_free_backbone_exactly_and_recompute_what_follows_a_mask():
+    """The T passes run a classifier's backbone once per batch (it holds no dropout and sees the same
+    input) and give exactly the probabilities of T full passes; a backbone with dropout inside runs T times."""
+    from zerosum.nets import SmallCNN
+
+    torch.manual_seed(0)
+    for dropout_inside in (False, True):
+        net = SmallCNN(num_classes=3, in_channels=1, width=4, dropout=0.3)
+        if dropout_inside:
+            net.backbone.insert(3, nn.Dropout(0.2))
+        net.eval()
+        calls = []
+        net.backbone[0].register_forward_hook(lambda *_: calls.append(1))  # runs when the backbone computes
+        x = torch.randn(5, 1, 8, 8)
+        with mc_dropout(net, samples=6, seed=3) as mc:
+            fast = mc.probabilities(x)
+            full = []
+            for t in range(6):  # the reference: T complete forward passes
+                mc.t = t
+                full.append(torch.softmax(net(x), 1))
+        assert torch.allclose(fast, torch.stack(full), atol=1e-6) and not torch.allclose(fast[0], fast[1])
+        assert len(calls) == (6 if dropout_inside else 1) + 6
+        assert "forward" not in net.backbone.__dict__  # the patch is gone
+
+
 def test_bald_works_on_a_network_without_dropout_and_is_reproducible():
     torch.manual_seed(0)
     module, pool = TinyModule(num_classes=3, in_dim=1), TablePool(30, [0, 1])

@@ -48,7 +48,9 @@ class DigitsDataModule(VisionDataModule):
         augment: bool = False, download: bool = False, **kwargs,
     ):
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise ValueError(f"channels: got {channels}; allowed: 1 or 3")
+        if image_size < 1:
+            raise ValueError(f"image_size: got {image_size}; allowed: an int >= 1 (8 is the original)")
         super().__init__(*args, augment=augment, download=download, **kwargs)
         self.image_shape = (channels, image_size, image_size)
         self.test_size = test_size

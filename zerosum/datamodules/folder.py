@@ -68,9 +68,8 @@ class ImageFolderDataModule(VisionDataModule):
         path = os.path.join(self.root, sub)
         if not os.path.isdir(path):
             raise DataNotFoundError(
-                f"{self.name}: no folder {path!r} (root={self.root!r}, split folder {sub!r}). Expected "
-                f"{os.path.join(self.root, sub, '<class>', '<image>.jpg')}; set data.init_args.root to the "
-                "folder that holds the split folders."
+                f"root: no folder {path!r} ({self.name}, split folder {sub!r}); allowed: the folder that holds "
+                f"the split folders, laid out as {os.path.join(self.root, sub, '<class>', '<image>.jpg')}"
             )
         return path
 

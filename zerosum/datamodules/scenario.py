@@ -183,6 +183,9 @@ class ScenarioDataModule(WrappedDataModule):
         else:
             self.val_set = self.data.val_set
         self.class_counts = torch.bincount(noisy, minlength=C)
+        # the official CAAT ``class_rate``: the designed long-tail profile (equal counts when balanced),
+        # neither the realised class sizes nor the noisy label counts
+        self.design_class_counts = torch.tensor(long_tail_counts(1000, C, self.imbalance_factor))
         self.scenario = {
             "dataset": getattr(self.data, "name", type(self.data).__name__), "seed": self.seed,
             "noise": self.noise, "noise_rate": self.noise_rate, "realised_noise_rate": float(self.is_noisy.float().mean()),

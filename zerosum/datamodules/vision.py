@@ -90,9 +90,9 @@ class VisionDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ValueError(f"batch_size: got {batch_size}; allowed: an int >= 1 (per process)")
         if val_size < 0 or (val_size >= 1 and val_size != int(val_size)):
-            raise ValueError(f"val_size must be a fraction in [0, 1) or a whole count >= 1, got {val_size}")
+            raise ValueError(f"val_size: got {val_size}; allowed: a fraction in [0, 1) or a whole count >= 1")
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

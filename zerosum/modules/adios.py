@@ -79,7 +79,9 @@ def reference_order(num_masks: int, both_views: bool) -> list[int]:
 
 
 class ADIOS(Game):
-    """Args:
+    """ADIOS: an encoder and an occlusion model playing the masked-view game (module docstring).
+
+    Args:
         num_classes: linked from the datamodule (the encoder's class head is unused; evaluation is
             the online probe / kNN callbacks or :class:`LinearEval`).
         in_channels: image channels, linked from the datamodule.
@@ -153,7 +155,7 @@ class ADIOS(Game):
             self.mask_net = MASK_NETS[mask_net](in_channels, num_masks, image_size=image_size, **(mask_net_args or {}))
             if alpha <= 0:
                 rank_zero_warn(f"alpha: {alpha} turns the sparsity penalty off; without it the occluder's masks "
-                               "usually collapse (one mask covers the whole image) within a few dozen steps. "
+                               "drift towards collapse (one mask growing over the whole image) within a few hundred steps. "
                                "ADIOS warns again with the step at which it sees that happen.")
         elif masking == "random_patch":
             self.mask_generator = RandomPatchMask(**(mask_generator_args or {}))
@@ -257,9 +259,9 @@ class ADIOS(Game):
 
     def _watch_collapse(self, cover_max: torch.Tensor) -> None:
         """Warn once, with the step, when one mask covers most of every image (official per-sample
-        ``mask_summed_max``). Checked every step for the first 100 steps, then every 50."""
+        ``mask_summed_max``). Checked every step for the first 100 steps, then every 10."""
         step = int(self.encoder_steps)
-        if self.collapsed_at is not None or (step > 100 and step % 50):
+        if self.collapsed_at is not None or (step > 100 and step % 10):
             return
         value = float(cover_max)
         if value >= COLLAPSED_COVER:
@@ -333,7 +335,7 @@ class ADIOS(Game):
     def export_encoder(self, path: str) -> str:
         """Write the encoder alone (state dict + how to rebuild it); ``zerosum.ssl.load_encoder(path)``."""
         hp = self.hparams
-        return save_encoder(self.encoder, path, hp.net, hp.num_classes, hp.in_channels, hp.net_args)
+        return save_encoder(self.encoder, path, hp.net, hp.num_classes, hp.in_channels, hp.net_args, hp.image_size)
 
     def on_train_end(self) -> None:
         if not self.hparams.encoder_export or self.trainer.fast_dev_run:  # fast_dev_run writes nothing

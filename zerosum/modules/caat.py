@@ -27,9 +27,21 @@ same run; ``init_checkpoint`` loads one instead (two-step recipe).
 
 Where this implementation departs from the official code, on purpose: the meta batch's per-class
 weights and radii are indexed by the meta batch's labels (the official code reuses the training
-batch's vectors); ``zeta``'s per-class loss is last epoch's (the official variable is never
-updated); BatchNorm trains in train mode (the official attack leaves the network in eval mode for the
-rest of the epoch).
+batch's vectors); BatchNorm trains in train mode (the official attack leaves the network in eval mode
+for the rest of the epoch). ``zeta``'s per-class features follow the official code by default
+(``class_features``: a constant class loss, as the official variable is never updated, and the designed
+class prior), which the meta-net's input BatchNorm turns into constants unless the data has a long tail.
+
+Measured (``benchmarks/caat_table.py``, its "CAAT diagnosis"): at the official temperature 0.001 about
+99% of the meta-net's outputs are saturated (a, b within 1e-3 of 0 or 1), so the meta-gradient reaches
+only the ~1% of samples near its decision boundary and the split of the training samples between the
+adversarial terms (a = 1) and the anti-adversarial term (b = 1) stays that of the meta-net's random
+initialisation (97% of samples on the same side after 90 meta steps on digits), even where the meta
+objective's gradient points the other way. With ``class_features: last_epoch`` two of zeta's six
+features identify the class, so that random split often sends whole classes to the anti-adversarial
+term only, where they get no adversarial training (digits pair-20%: the classes with a = 0 for all
+their samples at initialisation were the classes with the worst robust error at the end).
+``meta_temperature`` of order 1 lets the meta-net learn.
 """
 
 from __future__ import annotations
@@ -61,10 +73,13 @@ from zerosum.parallel import all_reduce_mean
 
 CLASS_WEIGHTINGS = ("none", "inverse_prior", "sqrt_inverse_prior")
 META_OBJECTIVES = ("official", "clean_ce")
+CLASS_FEATURES = ("official", "last_epoch")
 
 
 class CAAT(Classifier):
-    """Args:
+    """CAAT: adversaries and anti-adversaries with meta-learned per-sample weights (module docstring).
+
+    Args:
         num_classes: linked from the datamodule.
         in_channels: linked from the datamodule.
         net: the classifier (official: PreActResNet-18).
@@ -92,6 +107,10 @@ class CAAT(Classifier):
         meta_hidden: hidden units of the meta-net (official: 100).
         meta_temperature: softmax temperature of the meta-net (official: 0.001).
         meta_objective: "official" (CE + beta KL + anti-CE on the meta batch) or "clean_ce".
+        class_features: zeta's two per-class features. "official": the class's loss is a constant (the
+            official variable is never updated) and the class prior is the scenario's designed profile
+            (uniform without long tail), so that the meta-net cannot split the training set by class;
+            "last_epoch": the class's average loss of the previous epoch and its observed label share.
         class_weighting: extra per-class weight: "none", "inverse_prior" or "sqrt_inverse_prior"
             (normalised so the prior-weighted mean is 1).
         adaptive_bounds: update the per-class CE/KL weights and radius multipliers after every
@@ -141,6 +160,7 @@ class CAAT(Classifier):
         meta_hidden: int = 100,
         meta_temperature: float = 0.001,
         meta_objective: str = "official",
+        class_features: str = "official",
         class_weighting: str = "none",
         adaptive_bounds: bool = True,
         clean_bound: float = 0.07,
@@ -169,6 +189,8 @@ class CAAT(Classifier):
             raise ValueError(f"meta_interval: {meta_interval}; allowed: an integer >= 1 (official: 50)")
         if class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting: {class_weighting!r}; allowed: {', '.join(CLASS_WEIGHTINGS)}")
+        if class_features not in CLASS_FEATURES:
+            raise ValueError(f"class_features: {class_features!r}; allowed: {', '.join(CLASS_FEATURES)}")
         if meta_objective not in META_OBJECTIVES:
             raise ValueError(f"meta_objective: {meta_objective!r}; allowed: {', '.join(META_OBJECTIVES)}")
         if warmup_lr is not None and warmup_lr <= 0:
@@ -405,7 +427,8 @@ class CAAT(Classifier):
         self._label_count += torch.bincount(y.cpu(), minlength=c).double()
 
     def on_fit_start(self) -> None:
-        counts = getattr(self.trainer.datamodule, "class_counts", None) if self.trainer.datamodule else None
+        source = "design_class_counts" if self.hparams.class_features == "official" else "class_counts"
+        counts = getattr(self.trainer.datamodule, source, None) if self.trainer.datamodule else None
         if counts is not None:
             counts = torch.as_tensor(counts, dtype=torch.float32, device=self.device)
             self.class_prior.copy_(counts / counts.sum())
@@ -429,7 +452,8 @@ class CAAT(Classifier):
         all_reduce_mean([sums])  # mean over ranks; the ratio below is what the sum would give
         loss_sum, count = sums[0], sums[1]
         seen = count > 0
-        self.class_loss[seen] = (loss_sum[seen] / count[seen]).to(self.class_loss.dtype)
+        if self.hparams.class_features == "last_epoch":  # official: the per-class loss is never updated
+            self.class_loss[seen] = (loss_sum[seen] / count[seen]).to(self.class_loss.dtype)
         if not self._prior_known and count.sum() > 0:
             self.class_prior.copy_((count / count.sum()).to(self.class_prior.dtype))
         super().on_train_epoch_end()

@@ -23,7 +23,9 @@ from zerosum.optim import spec
 
 
 class TRADES(Classifier):
-    """Args:
+    """TRADES adversarial training (Zhang et al. 2019, Eq. 5; module docstring).
+
+    Args:
         num_classes: linked from the datamodule.
         in_channels: linked from the datamodule.
         net: the network (see :class:`~zerosum.modules.Classifier`).

@@ -99,12 +99,59 @@ class ConsistentMCDropout:
         self._handles.clear()
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """``(T, B, C)`` softmax outputs of the ``T`` passes (call with the module in eval mode)."""
+        """``(T, B, C)`` softmax outputs of the ``T`` passes (call with the module in eval mode).
+        The passes differ only by their dropout masks, so parts of the network that hold no dropout and
+        see the same input (a classifier's backbone) run once per batch, not ``T`` times."""
         out = []
-        for t in range(self.samples):
-            self.t = t
-            out.append(torch.softmax(self.module(x).float(), dim=1))
+        with reuse_unchanged_outputs(self.module, self.layers):
+            for t in range(self.samples):
+                self.t = t
+                out.append(torch.softmax(self.module(x).float(), dim=1))
         return torch.stack(out)
+
+
+def _dropout_free_parts(module: nn.Module, masked: set[int]) -> list[nn.Module]:
+    """The largest submodules of ``module`` that contain none of the ``masked`` layers."""
+    parts = []
+    for child in module.children():
+        inside = {id(m) for m in child.modules()}
+        if not inside & masked:
+            parts.append(child)
+        elif id(child) not in masked:
+            parts.extend(_dropout_free_parts(child, masked))
+    return parts
+
+
+@contextmanager
+def reuse_unchanged_outputs(module: nn.Module, masked_layers: list[nn.Module]) -> Iterator[None]:
+    """Inside, every largest submodule without a masked layer returns its previous output when it is
+    called again with the very same input objects (eval mode: the same output), so repeated passes
+    recompute only what follows a dropout mask. Exact: an input that is a new tensor is recomputed."""
+    masked = {id(m) for m in masked_layers}
+    patched = []
+    for part in _dropout_free_parts(module, masked):
+        original, memo = part.forward, {}
+
+        def forward(*args, _original=original, _memo=memo, **kwargs):
+            last = _memo.get("args")
+            if (last is not None and not kwargs and len(last) == len(args)
+                    and all(a is b for a, b in zip(args, last))):
+                return _memo["out"]
+            out = _original(*args, **kwargs)
+            _memo.update(args=None if kwargs else args, out=out)
+            return out
+
+        had_own = "forward" in part.__dict__
+        part.forward = forward
+        patched.append((part, had_own, original))
+    try:
+        yield
+    finally:
+        for part, had_own, original in patched:
+            if had_own:
+                part.forward = original
+            else:
+                del part.forward
 
 
 @contextmanager

@@ -54,7 +54,11 @@ class MarginStrategy(ScoringStrategy):
 
 class RandomStrategy(QueryStrategy):
     """Uniformly random samples. The generator is seeded by ``seed`` and the current labeled count,
-    so every rank (and a resumed run) draws the same indices without touching the global RNG."""
+    so every rank (and a resumed run) draws the same indices without touching the global RNG.
+
+    Args:
+        seed: seed of the draws (combined with the labeled count).
+    """
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)

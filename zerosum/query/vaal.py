@@ -47,8 +47,8 @@ def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
 
 
 class VAALQuery(ScoringStrategy):
-    """Select ``argmin_budget D(mu(x_U))``. The module must expose ``labeled_probability(x)`` (as
-    :class:`zerosum.modules.VAAL` does) or ``vae`` and ``discriminator`` attributes.
+    """Select ``argmin_budget D(mu(x_U))``. The module must expose ``labeled_probability(x)`` (as the
+    module :class:`zerosum.modules.VAAL` does) or ``vae`` and ``discriminator`` attributes.
 
     Args:
         measure_auroc: also score the labeled set and record D's labeled-vs-unlabeled AUROC

@@ -22,10 +22,12 @@ FORMAT = "zerosum.encoder/1"
 
 
 def save_encoder(encoder: nn.Module, path: str, net: str, num_classes: int, in_channels: int,
-                 net_args: Optional[dict[str, Any]] = None) -> str:
-    """Write ``encoder``'s state dict with the :func:`zerosum.nets.build_net` arguments that rebuild it."""
+                 net_args: Optional[dict[str, Any]] = None, image_size: Optional[int] = None) -> str:
+    """Write ``encoder``'s state dict with the :func:`zerosum.nets.build_net` arguments that rebuild it
+    (``image_size``: the side it was built for, which sizes e.g. a ViT's position embeddings)."""
     record = {"format": FORMAT, "net": net, "num_classes": int(num_classes), "in_channels": int(in_channels),
-              "net_args": dict(net_args or {}), "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}}
+              "net_args": dict(net_args or {}), "image_size": None if image_size is None else int(image_size),
+              "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     buffer = io.BytesIO()
     torch.save(record, buffer)
@@ -41,6 +43,9 @@ def load_encoder(path: str) -> FeatureClassifier:
     record = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"encoder_path: {path!r} is not an exported encoder; allowed: a file written by save_encoder")
-    encoder = build_net(record["net"], record["num_classes"], record["in_channels"], **record["net_args"])
+    size = record.get("image_size")  # absent in files written before it was recorded
+    shape = (record["in_channels"], size, size) if size else None
+    encoder = build_net(record["net"], record["num_classes"], record["in_channels"], encoder=True, sample_shape=shape,
+                        **record["net_args"])  # built as ADIOS builds it
     encoder.load_state_dict(record["state_dict"])
     return encoder.eval()
