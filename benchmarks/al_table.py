@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 import torch
 import yaml
 
+from zerosum.atomic import atomic_write
 from zerosum.callbacks.active_learning import config_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,10 +153,7 @@ def load_results(path: str) -> dict:
 
 
 def save_results(path: str, results: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(results, indent=1))
 
 
 def summarise(results: dict, methods: Optional[list[str]] = None) -> tuple[list[int], dict[str, torch.Tensor]]:

@@ -46,7 +46,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zerosum.atomic import atomic_write
+from zerosum.atomic import atomic_file, atomic_write
 from zerosum.callbacks import ClassRobustness
 from zerosum.datamodules import DigitsDataModule, ImageFolderDataModule, ScenarioDataModule
 from zerosum.modules import CAAT, TRADES, AdversarialTraining
@@ -108,9 +108,8 @@ def warm_start(setting: str, scenario: str, seed: int, epochs: int, root: str, c
                                 eval_eps=0.0, optimizer=sgd(p["warmup_lr"]), data_mean=dm.mean, data_std=dm.std)
     quiet_trainer(epochs).fit(model, dm)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({"state_dict": model.state_dict()}, tmp)
     return str(path)
 
 

@@ -9,20 +9,32 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
 
-def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
-    """``path`` holds ``data`` entirely or keeps its previous content (POSIX rename is atomic)."""
+@contextmanager
+def atomic_file(path: PathLike) -> Iterator[str]:
+    """Yields a temporary path to write ``path``'s new content into (e.g. with ``torch.save``); on success
+    the file is flushed to disk and renamed over ``path`` (POSIX rename is atomic), on failure removed."""
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
+    """``path`` holds ``data`` entirely or keeps its previous content."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 _TMP = re.compile(r"\.tmp\d+$")

@@ -55,13 +55,18 @@ def _predict(module, dm, out, shard_size=25, writer_cls=ShardWriter):
     return json.loads((Path(out) / "manifest.json").read_text())
 
 
-def test_inversion_matches_features_by_orders_of_magnitude():
-    torch.manual_seed(0)
-    net = SmallCNN(num_classes=4, in_channels=1, width=8).train()
-    with torch.no_grad():  # realistic BatchNorm statistics
+def calibrated_cnn(width: int) -> SmallCNN:
+    """A small CNN in eval mode whose BatchNorm statistics come from 20 batches of inputs (not the initial ones)."""
+    net = SmallCNN(num_classes=4, in_channels=1, width=width).train()
+    with torch.no_grad():
         for _ in range(20):
             net(torch.rand(64, 1, 8, 8))
-    net.eval()
+    return net.eval()
+
+
+def test_inversion_matches_features_by_orders_of_magnitude():
+    torch.manual_seed(0)
+    net = calibrated_cnn(width=8)
     x, x0 = torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8)
     g = net.features
     with torch.no_grad():
@@ -180,11 +185,7 @@ def test_ddp_construction_writes_each_shard_once(tmp_path):
 
 def test_inversion_of_a_wider_layer_matches_that_layer():
     torch.manual_seed(0)
-    net = SmallCNN(num_classes=4, in_channels=1, width=4).train()
-    with torch.no_grad():  # realistic BatchNorm statistics
-        for _ in range(20):
-            net(torch.rand(64, 1, 8, 8))
-    net.eval()
+    net = calibrated_cnn(width=4)
     g = Representation(net, "backbone.5")  # 8 channels x 2 x 2 after the second max-pool
     x, x0 = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
     with torch.no_grad():

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from zerosum.atomic import atomic_file
 from zerosum.datamodules.indexed import TensorImageDataset
 from zerosum.datamodules.vision import DataNotFoundError, VisionDataModule
 
@@ -141,9 +142,8 @@ class ImageFolderDataModule(VisionDataModule):
         self._decoded[sub] = (images, labels)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            torch.save({"images": images, "labels": labels, "stamp": stamp}, tmp)
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                torch.save({"images": images, "labels": labels, "stamp": stamp}, tmp)
         except OSError:
             pass  # read-only everywhere: every process decodes for itself
         return self._decoded[sub]

@@ -163,16 +163,9 @@ class ResumableLoader(DataLoader):
         self.sampler.start = int(state["batches"]) * int(self.batch_size)
 
 
-class PoolIndexed(Dataset):
+class PoolIndexed(Subset):
     """``(x, y, pool_index)`` for the pool samples ``indices`` of ``dataset`` (whose samples are
     ``(x, y, ...)``): the pool index is attached here, never read from the wrapped data."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]):
-        self.dataset = dataset
-        self.indices = torch.as_tensor(indices, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     def __getitem__(self, position: int):
         i = int(self.indices[position])
@@ -181,10 +174,6 @@ class PoolIndexed(Dataset):
             raise TypeError(f"ActivePoolDataModule: training samples must be (x, y, ...) tuples; sample {i} is "
                             f"{type(sample).__name__}")
         return sample[0], sample[1], i
-
-    @property
-    def targets(self) -> torch.Tensor:
-        return dataset_targets(self.dataset)[self.indices]
 
 
 class DatasetsDataModule(L.LightningDataModule):
