@@ -130,7 +130,9 @@ def main(argv=None) -> None:
     t0 = time.time()
     outputs, results = Path(args.outputs) / args.data, Path(args.results) / args.data
     results.mkdir(parents=True, exist_ok=True)
-    table: dict[str, Any] = {"data": args.data, "seed": args.seed, "rows": {}, "construction": {}}
+    table_path = results / f"table_s{args.seed}.json"  # a run of some --kinds updates their rows only
+    table: dict[str, Any] = (json.loads(table_path.read_text()) if table_path.exists() else
+                             {"data": args.data, "seed": args.seed, "rows": {}, "construction": {}})
     ckpts = {}
     for name, label in (("standard", "D (standard training)"), ("adv_l2", "D (adversarial training, L2)")):
         if name == "adv_l2" and "d_r" not in args.kinds:
@@ -156,7 +158,7 @@ def main(argv=None) -> None:
             atomic_write(row_path, json.dumps(row))
         table["rows"][kind] = row
         print(f"[{time.time() - t0:5.0f}s] trained on {kind}: {row}", flush=True)
-    atomic_write(results / f"table_s{args.seed}.json", json.dumps(table, indent=2))
+    atomic_write(table_path, json.dumps(table, indent=2))
     print(f"\nCPU-scale section 3 ({args.data}; test split of the original data; robust = L2 PGD-20)")
     print(f"{'training set':32} {'clean %':>8} {'robust %':>9} {'at eps':>7}   construction")
     for name, r in table["rows"].items():

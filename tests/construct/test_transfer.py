@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from zerosum.attacks import PGD
-from zerosum.construct.transfer import transfer_success
+from zerosum.construct.transfer import source_architecture, transfer_success
 
 
 def _linear(weight, bias):
@@ -33,3 +33,11 @@ def test_transfer_counts_target_labels_among_clean_correct_samples():
     wrong = y.clone()
     wrong[:100] = (y[:100] + 2) % 3
     assert transfer_success(same, x, x_adv, wrong, t)["num_examples"] == 200
+
+
+def test_source_architecture_is_read_from_the_checkpoint_d_det_was_made_on(tmp_path):
+    ckpt = tmp_path / "standard.ckpt"
+    torch.save({"hyper_parameters": {"net": "small_cnn", "net_args": {"width": 16}}}, ckpt)
+    assert source_architecture({"settings": {"source_checkpoint": str(ckpt)}}) == {"net": "small_cnn",
+                                                                                   "net_args": {"width": 16}}
+    assert source_architecture({"settings": {"source_checkpoint": str(tmp_path / "gone.ckpt")}}) is None

@@ -123,6 +123,7 @@ def figure3(d_det: str, data: str, archs: dict[str, dict[str, Any]], epochs: int
                "random_direction": 100 * rates["random_direction"], "num_examples": rates["num_examples"]}
         atomic_write(cache, json.dumps(row, indent=1))
         results["archs"][name] = row
+    results["source_architecture"] = source_architecture(manifest)
     rows = list(results["archs"].values())
     results["pearson"] = _pearson([r["test_acc_after_d_det"] for r in rows], [r["transfer_success"] for r in rows])
     atomic_write(Path(out) / "figure3.json", json.dumps(results, indent=2))
@@ -139,6 +140,15 @@ def _pearson(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     return cov / var if var > 0 else None
 
 
+def source_architecture(manifest: dict) -> Optional[dict[str, Any]]:
+    """``{"net", "net_args"}`` of the model D_det was made on (from its checkpoint), if it is at hand."""
+    path = manifest.get("settings", {}).get("source_checkpoint")
+    if not path or not Path(path).is_file():
+        return None
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    return {"net": hparams.get("net"), "net_args": dict(hparams.get("net_args") or {})}
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -148,10 +158,12 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, r in results["archs"].items():
         ax.scatter(r["test_acc_after_d_det"], r["transfer_success"], s=40, zorder=3)
-        ax.annotate(name, (r["test_acc_after_d_det"], r["transfer_success"]), fontsize=8, xytext=(4, 3),
-                    textcoords="offset points")
+        source = results.get("source_architecture") == {"net": r["net"], "net_args": r["net_args"]}
+        ax.annotate(name + (" (source)" if source else ""), (r["test_acc_after_d_det"], r["transfer_success"]),
+                    fontsize=8, xytext=(4, 3), textcoords="offset points")
         ax.scatter(r["test_acc_after_d_det"], r["random_direction"], marker="x", color="grey", zorder=2)
     ax.scatter([], [], marker="x", color="grey", label="baseline: random direction, same L2 norm")
+    ax.margins(x=0.15, y=0.08)  # room for the labels
     ax.set_xlabel("test accuracy on D after training on D_det (%)")
     ax.set_ylabel("transfer success to a standard model (%)")
     corr = results.get("pearson")
