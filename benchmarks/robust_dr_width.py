@@ -98,8 +98,11 @@ def main(argv=None) -> None:
         path = results / f"w{w}_s{args.seed}.json"
         if not path.exists():
             cfg = copy.deepcopy(rt.config("digits", "adv_l2"))
-            cfg["model"]["init_args"]["net_args"] = {"width": w}
-            ckpt = outputs / f"adv_l2_w{w}_s{args.seed}.ckpt"
+            if cfg["model"]["init_args"]["net_args"] == {"width": w}:  # the config's own source: robust_table's
+                ckpt = Path(rt.source("digits", "adv_l2", "", outputs, args.seed)[0])
+            else:
+                cfg["model"]["init_args"]["net_args"] = {"width": w}
+                ckpt = outputs / f"adv_l2_w{w}_s{args.seed}.ckpt"
             if not ckpt.exists():
                 source, trainer, _ = rt.train_from_config(cfg, rt.datamodule(cfg["data"], ""), args.seed)
                 trainer.save_checkpoint(ckpt)
