@@ -13,8 +13,9 @@ weight decay, sparsity and entropy weights are the official ImageNet100-S SimCLR
 official base.py defaults), warm-up scaled to the same fraction of training (10 of 500 epochs).
 
 Every (setting, method, seed) run is cached in benchmarks/results/adios_table_cifar10_jpg.json as it
-finishes, so the table grows over sittings; ``--report`` only prints the table, writes its markdown
-and draws the mask grid of the ADIOS run (seed 0) from its checkpoint.
+finishes, so the table grows over sittings; a run killed part-way (the end of a sitting) resumes from
+its last finished epoch when the same command is run again; ``--report`` only prints the table, writes
+its markdown and draws the mask grid of the ADIOS run (seed 0) from its checkpoint.
 
     # length sweep, then the table (80 epochs), then the report of every length in the cache
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 10 20 40 80 160 --methods simclr --seeds 0
@@ -188,13 +189,18 @@ def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=str(run_dir),
                         logger=CSVLogger(str(run_dir), name="", version=""), enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=10, num_sanity_val_steps=0,
-                        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)])
+                        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True)])
+    # a run killed part-way (end of a sitting) resumes from its last epoch: model, optimisers, schedules
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resumed = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1 if last.exists() else 0
+    if resumed:
+        print(f"[adios_table] resuming {run_dir.name} after epoch {resumed}", flush=True)
     start = time.perf_counter()
-    trainer.fit(model, dm)
+    trainer.fit(model, dm, ckpt_path=str(last) if resumed else None)
     minutes = (time.perf_counter() - start) / 60
     record = {"method": method, "seed": seed, "epochs": epochs, "steps": int(model.encoder_steps),
               "minutes": round(minutes, 2), "setting": dict(SETTING), "run_dir": str(run_dir),
-              "collapsed_at": model.collapsed_at}
+              "collapsed_at": model.collapsed_at, "resumed_after_epochs": resumed}
     record.update({k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/mask_")})
     start = time.perf_counter()
     record.update(evaluate(model.encoder, dm))
