@@ -196,7 +196,7 @@ def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
     last = run_dir / "checkpoints" / "last.ckpt"
     resumed = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1 if last.exists() else 0
     if resumed:
-        print(f"[adios_table] resuming {run_dir.name} after epoch {resumed}", flush=True)
+        print(f"[adios_table] resuming {run_dir.name} after {resumed} epochs", flush=True)
     start = time.perf_counter()
     trainer.fit(model, dm, ckpt_path=str(last) if resumed else None)
     minutes = (time.perf_counter() - start) / 60
