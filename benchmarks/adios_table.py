@@ -26,8 +26,8 @@ its markdown and draws the mask grid of the ADIOS run (seed 0) from its checkpoi
 Length: SimCLR's linear probe at 10, 20, 40, 80, 160 epochs: 0.347, 0.378 (2 seeds), 0.409, 0.427 (2
 seeds: 0.434, 0.421), 0.439 (2 seeds: 0.431, 0.446); the gain over the previous length, paired by seed,
 falls (+0.035, +0.027, +0.025, +0.011) and at 80 -> 160 is inside the seed spread (0.013-0.015), with the
-two seeds disagreeing (-0.003, +0.025). The four-method table runs at 160 epochs (6,240 steps, 2 seeds;
-random_block still running) and at 80; 320-epoch SimCLR runs check that 160 is on the plateau. The
+two seeds disagreeing (-0.003, +0.025). The four-method table runs at 160 epochs (6,240 steps, 2 seeds)
+and at 80; 320-epoch SimCLR runs check that 160 is on the plateau. The
 shorter tables stay in the cache and in the report. One ADIOS run of 160 epochs takes about 85 minutes
 on one shared core, ADIOS-s about 50, SimCLR about 30.
 """
