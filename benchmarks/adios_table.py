@@ -194,15 +194,15 @@ def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
                         callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True)])
     # a run killed part-way (end of a sitting) resumes from its last epoch: model, optimisers, schedules
     last = run_dir / "checkpoints" / "last.ckpt"
-    resumed = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1 if last.exists() else 0
+    resumed = last.exists()
     if resumed:
-        print(f"[adios_table] resuming {run_dir.name} after {resumed} epochs", flush=True)
+        print(f"[adios_table] resuming {run_dir.name} from {last}", flush=True)
     start = time.perf_counter()
     trainer.fit(model, dm, ckpt_path=str(last) if resumed else None)
     minutes = (time.perf_counter() - start) / 60
     record = {"method": method, "seed": seed, "epochs": epochs, "steps": int(model.encoder_steps),
               "minutes": round(minutes, 2), "setting": dict(SETTING), "run_dir": str(run_dir),
-              "collapsed_at": model.collapsed_at, "resumed_after_epochs": resumed}
+              "collapsed_at": model.collapsed_at, "resumed": resumed}
     record.update({k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/mask_")})
     start = time.perf_counter()
     record.update(evaluate(model.encoder, dm))
