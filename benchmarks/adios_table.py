@@ -51,6 +51,7 @@ import torch
 RESULTS = Path(__file__).parent / "results" / "adios_table_cifar10_jpg.json"
 PICTURE = Path(__file__).parent / "results" / "adios_mask_grid_cifar10_jpg.png"
 TABLE_MD = Path(__file__).parent / "results" / "adios_table_cifar10_jpg.md"
+CURVE = Path(__file__).parent / "results" / "adios_length_cifar10_jpg.png"
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 SETTING = dict(image_size=16, train=5000, val=1000, batch=128, net="small_cnn", width=16, num_masks=4,
                lr=0.11127702230184772, mask_lr=0.014515024186652984, weight_decay=1e-4, alpha=0.9229467944410698,
@@ -330,6 +331,59 @@ def sweep_table() -> str:
     return "\n".join(lines)
 
 
+def draw_lengths() -> Optional[str]:
+    """Linear probe against training length for every method in the cache (left), and each method's gap to
+    SimCLR paired by seed (right) against SimCLR's own seed spread at that length (the grey band): the
+    picture of whether a gap outgrows the noise as training gets longer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc: dict = {}  # method -> epochs -> seed -> linear_acc
+    for r in load_results()["runs"].values():
+        acc.setdefault(r["method"], {}).setdefault(r["epochs"], {})[r["seed"]] = r["linear_acc"]
+    if "simclr" not in acc:
+        return None
+    base = acc["simclr"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for method in METHODS:
+        runs = acc.get(method, {})
+        lengths = sorted(runs)
+        if not lengths:
+            continue
+        style = dict(color="black", lw=2) if method == "simclr" else dict(lw=1.5)
+        line, = left.plot(lengths, [statistics.mean(runs[e].values()) for e in lengths], marker="o",
+                          label=method, **style)
+        for e in lengths:
+            left.scatter([e] * len(runs[e]), list(runs[e].values()), s=10, color=line.get_color(), alpha=0.5)
+        if method == "simclr":
+            continue
+        paired = [e for e in lengths if set(runs[e]) & set(base.get(e, {}))]
+        gaps = [statistics.mean(runs[e][k] - base[e][k] for k in set(runs[e]) & set(base[e])) for e in paired]
+        right.plot(paired, gaps, marker="o", color=line.get_color(), label=method)
+    spread = [(e, max(v.values()) - min(v.values())) for e, v in sorted(base.items()) if len(v) > 1]
+    if spread:
+        right.fill_between([e for e, _ in spread], [-d for _, d in spread], [d for _, d in spread], color="grey",
+                           alpha=0.2, label="SimCLR seed spread (±)")
+    right.axhline(0, color="black", lw=1)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(base), [str(e) for e in sorted(base)])
+        ax.set_xlabel("training epochs (39 encoder steps each)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    left.set_ylabel("linear probe, 10,000 test images (dots: seeds)")
+    right.set_ylabel("linear probe minus SimCLR's, same seed (mean)")
+    left.set_title("accuracy against length (SimCLR: the baseline, black)", fontsize=10)
+    right.set_title("gap to SimCLR against length", fontsize=10)
+    fig.suptitle(f"ADIOS vs SimCLR on CIFAR-10 JPEG at CPU scale ({setting_key(0)[:-3]})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(CURVE, dpi=120)
+    plt.close(fig)
+    return str(CURVE)
+
+
 def draw_masks(epochs: int, root: str) -> Optional[str]:
     """The mask grid (zerosum.callbacks.mask_images) of the seed-0 ADIOS model on test images."""
     from zerosum.callbacks.mask_images import save_mask_grid
@@ -398,6 +452,9 @@ def main() -> None:
         picture = draw_masks(drawn[0], root) if drawn else None
         parts.append(f"Mask grid: {picture}")
         print("mask grid:", picture)
+        curve = draw_lengths()
+        parts.append(f"Length curve: {curve}")
+        print("length curve:", curve)
         TABLE_MD.write_text("\n\n".join(parts) + "\n")
 
 
