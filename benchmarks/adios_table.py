@@ -30,9 +30,10 @@ like a plateau (inside the seed spread, seeds disagreeing) but 160 -> 320 was no
 320 -> 640 is inside the spread again (+0.008 against 0.009: one seed flat at -0.001, the other +0.017),
 with the gains per doubling falling. By this rule 320 epochs (12,480 steps) is where the probe stops
 improving (the same rule misread 80 -> 160, so a 1280-epoch check would settle it), and the four-method
-table is read there (the paper itself trains 400-500 epochs); the table also exists at 20, 80 and 160 epochs, and every length stays in the cache, in the
-report and in the length curve (``--report`` draws it). One run of 160 epochs takes about 85 minutes on
-one shared core for ADIOS, about 50 for ADIOS-s, 30 for SimCLR; 320 epochs twice that.
+table is read there (the paper itself trains 400-500 epochs); the table also exists at 20, 80 and 160
+epochs, and every length stays in the cache, in the report and in the length curve (``--report`` draws
+it). One run of 160 epochs takes about 85 minutes on one shared core for ADIOS, about 50 for ADIOS-s,
+30 for SimCLR; 320 epochs twice that.
 """
 
 from __future__ import annotations
@@ -61,14 +62,32 @@ SETTING = dict(image_size=16, train=5000, val=1000, batch=128, net="small_cnn", 
 METHODS = {"simclr": "none", "adios": "adios", "adios_s": "adios_s", "random_block": "block"}
 
 
-def setting_key(epochs: int) -> str:
+def setting_name() -> str:
     s = SETTING
     return (f"{s['image_size']}px_{s['train']}img_{s['net']}{s['width']}_N{s['num_masks']}_mask{s['mask_base']}"
-            f"_lr{s['lr']:.3f}_e{epochs}")
+            f"_lr{s['lr']:.3f}")
+
+
+def setting_key(epochs: int) -> str:
+    return f"{setting_name()}_e{epochs}"
 
 
 def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+
+
+def runs_by_length() -> dict:
+    """The cached runs as method -> epochs -> seed -> record."""
+    runs: dict = {}
+    for r in load_results()["runs"].values():
+        runs.setdefault(r["method"], {}).setdefault(r["epochs"], {})[r["seed"]] = r
+    return runs
+
+
+def paired_mean_gap(acc: dict, base: dict) -> Optional[float]:
+    """Mean over the seeds in both of acc[seed] - base[seed]; None if no seed is in both."""
+    common = sorted(set(acc) & set(base))
+    return statistics.mean(acc[k] - base[k] for k in common) if common else None
 
 
 def save_result(key: str, record: dict) -> None:
@@ -311,10 +330,7 @@ def sweep_table() -> str:
     """SimCLR's final accuracies against training length (how long until the probe stops improving): the
     linear probe per seed, its spread over seeds, and the gain over the previous length paired by seed
     (seeds run at both lengths). The probe has stopped improving where that gain is within the spread."""
-    rows = {}
-    for r in load_results()["runs"].values():
-        if r["method"] == "simclr":
-            rows.setdefault(r["epochs"], {})[r["seed"]] = r
+    rows = runs_by_length().get("simclr", {})
     lines = ["SimCLR alone, by length: linear probe per seed, spread over seeds (max - min), gain over the "
              "previous length (mean over the seeds run at both), kNN (mean over seeds)", "",
              "| epochs | steps | seeds | linear_acc | per seed | spread | gain | knn_acc |",
@@ -323,8 +339,8 @@ def sweep_table() -> str:
     for e in sorted(rows):
         rs = rows[e]
         acc = {seed: r["linear_acc"] for seed, r in sorted(rs.items())}
-        common = sorted(set(acc) & set(previous or {}))
-        gain = f"{statistics.mean(acc[k] - previous[k] for k in common):+.3f}" if common else "-"
+        gain = paired_mean_gap(acc, previous or {})
+        gain = "-" if gain is None else f"{gain:+.3f}"
         spread = f"{max(acc.values()) - min(acc.values()):.3f}" if len(acc) > 1 else "-"
         lines.append(f"| {e} | {next(iter(rs.values()))['steps']} | {len(rs)} | {statistics.mean(acc.values()):.3f} | "
                      f"{', '.join(f'{a:.3f}' for a in acc.values())} | {spread} | {gain} | "
@@ -342,9 +358,8 @@ def draw_lengths() -> Optional[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    acc: dict = {}  # method -> epochs -> seed -> linear_acc
-    for r in load_results()["runs"].values():
-        acc.setdefault(r["method"], {}).setdefault(r["epochs"], {})[r["seed"]] = r["linear_acc"]
+    acc = {method: {e: {seed: r["linear_acc"] for seed, r in rs.items()} for e, rs in lengths.items()}
+           for method, lengths in runs_by_length().items()}  # method -> epochs -> seed -> linear_acc
     if "simclr" not in acc:
         return None
     base = acc["simclr"]
@@ -361,9 +376,9 @@ def draw_lengths() -> Optional[str]:
             left.scatter([e] * len(runs[e]), list(runs[e].values()), s=10, color=line.get_color(), alpha=0.5)
         if method == "simclr":
             continue
-        paired = [e for e in lengths if set(runs[e]) & set(base.get(e, {}))]
-        gaps = [statistics.mean(runs[e][k] - base[e][k] for k in set(runs[e]) & set(base[e])) for e in paired]
-        right.plot(paired, gaps, marker="o", color=line.get_color(), label=method)
+        gaps = {e: paired_mean_gap(runs[e], base.get(e, {})) for e in lengths}
+        paired = [e for e in lengths if gaps[e] is not None]
+        right.plot(paired, [gaps[e] for e in paired], marker="o", color=line.get_color(), label=method)
     spread = [(e, max(v.values()) - min(v.values())) for e, v in sorted(base.items()) if len(v) > 1]
     if spread:
         right.fill_between([e for e, _ in spread], [-d for _, d in spread], [d for _, d in spread], color="grey",
@@ -379,7 +394,7 @@ def draw_lengths() -> Optional[str]:
     right.set_ylabel("linear probe minus SimCLR's, same seed (mean)")
     left.set_title("accuracy against length (SimCLR: the baseline, black)", fontsize=10)
     right.set_title("gap to SimCLR against length", fontsize=10)
-    fig.suptitle(f"ADIOS vs SimCLR on CIFAR-10 JPEG at CPU scale ({setting_key(0)[:-3]})", fontsize=11)
+    fig.suptitle(f"ADIOS vs SimCLR on CIFAR-10 JPEG at CPU scale ({setting_name()})", fontsize=11)
     fig.tight_layout()
     fig.savefig(CURVE, dpi=120)
     plt.close(fig)
