@@ -203,7 +203,7 @@ def reevaluate(root: str) -> None:
 
 def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
     from lightning.pytorch.loggers import CSVLogger
 
     torch.set_num_threads(1)
@@ -211,21 +211,22 @@ def run_one(method: str, seed: int, epochs: int, root: str, out: Path) -> dict:
     dm = datamodule(root)
     model = build_model(method, epochs)
     run_dir = out / setting_key(epochs) / f"{method}_s{seed}"
+    timer = Timer()  # its elapsed training time is saved in the checkpoint: a resumed run counts every sitting
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=str(run_dir),
                         logger=CSVLogger(str(run_dir), name="", version=""), enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=10, num_sanity_val_steps=0,
-                        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True)])
+                        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True), timer])
     # a run killed part-way (end of a sitting) resumes from its last epoch: model, optimisers, schedules
     last = run_dir / "checkpoints" / "last.ckpt"
     resumed = last.exists()
+    timed_before = not resumed or "Timer" in torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
     if resumed:
         print(f"[adios_table] resuming {run_dir.name} from {last}", flush=True)
-    start = time.perf_counter()
     trainer.fit(model, dm, ckpt_path=str(last) if resumed else None)
-    minutes = (time.perf_counter() - start) / 60
     record = {"method": method, "seed": seed, "epochs": epochs, "steps": int(model.encoder_steps),
-              "minutes": round(minutes, 2), "setting": dict(SETTING), "run_dir": str(run_dir),
-              "collapsed_at": model.collapsed_at, "resumed": resumed}
+              "minutes": round(timer.time_elapsed("train") / 60, 2), "minutes_all_sittings": timed_before,
+              "setting": dict(SETTING), "run_dir": str(run_dir), "collapsed_at": model.collapsed_at,
+              "resumed": resumed}
     record.update({k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/mask_")})
     start = time.perf_counter()
     record.update(evaluate(model.encoder, dm))
@@ -305,6 +306,12 @@ def git_head() -> str:
         return "?"
 
 
+def minutes_known(record: dict) -> bool:
+    """Whether a run's minutes cover all its sittings: runs resumed from checkpoints written before the Timer
+    callback was added count only their last sitting."""
+    return record.get("minutes_all_sittings", not record.get("resumed", False))
+
+
 def table(epochs: int) -> str:
     runs = [r for k, r in load_results()["runs"].items() if k.startswith(setting_key(epochs) + "|")]
     cols = ["linear_acc", "knn_acc", "mask_cover_min", "mask_cover_max", "mask_corr", "mask_shuffle_gap", "minutes"]
@@ -316,13 +323,14 @@ def table(epochs: int) -> str:
             continue
         cells = []
         for c in cols:
-            vals = [r[c] for r in rs if r.get(c) is not None]
+            vals = [r[c] for r in rs if r.get(c) is not None and (c != "minutes" or minutes_known(r))]
             cells.append("-" if not vals else f"{statistics.mean(vals):.3f} ({min(vals):.3f}..{max(vals):.3f})"
                          if len(vals) > 1 else f"{vals[0]:.3f}")
         lines.append(f"| {method} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "minutes: wall time with one thread on a shared 2-core machine (some runs under heavy load), not a cost "
-              "comparison (see benchmarks/adios_speed.py); mask_corr is 0 by definition with one mask (random_block)"]
+    lines += ["", "minutes: training wall time over all sittings, one thread on a shared 2-core machine (some runs under "
+              "heavy load), not a cost comparison (see benchmarks/adios_speed.py); '-' where a resumed run's earlier "
+              "sittings were not timed; mask_corr is 0 by definition with one mask (random_block)"]
     return "\n".join(lines)
 
 
