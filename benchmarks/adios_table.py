@@ -475,10 +475,10 @@ def main() -> None:
         runs = load_results()["runs"]
         drawn = [e for e in sorted(args.epochs, reverse=True) if f"{setting_key(e)}|adios|seed0" in runs]
         picture = draw_masks(drawn[0], root) if drawn else None
-        parts.append(f"Mask grid: {picture}")
+        parts.append(f"Mask grid: {Path(picture).name if picture else None}")  # beside this file
         print("mask grid:", picture)
         curve = draw_lengths()
-        parts.append(f"Length curve: {curve}")
+        parts.append(f"Length curve: {Path(curve).name if curve else None}")
         print("length curve:", curve)
         TABLE_MD.write_text("\n\n".join(parts) + "\n")
 
