@@ -17,9 +17,9 @@ finishes, so the table grows over sittings; a run killed part-way (the end of a 
 its last finished epoch when the same command is run again; ``--report`` only prints the table, writes
 its markdown and draws the mask grid of the ADIOS run (seed 0) from its checkpoint.
 
-    # length sweep, then the table (160 epochs), then the report of every length in the cache
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 10 20 40 80 160 320 --methods simclr --seeds 0 1
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --seeds 0 1
+    # length sweep, then the table at the length found (320 epochs), then the report of every length cached
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 10 20 40 80 160 320 640 --methods simclr --seeds 0 1
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 320 --seeds 0 1
     python benchmarks/adios_table.py --report
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --collapse 80   # alpha 0: when do the masks collapse?
 
@@ -32,8 +32,8 @@ with the gains per doubling falling. By this rule 320 epochs (12,480 steps) is w
 improving (the same rule misread 80 -> 160, so a 1280-epoch check would settle it), and the four-method
 table is read there (the paper itself trains 400-500 epochs); the table also exists at 20, 80 and 160
 epochs, and every length stays in the cache, in the report and in the length curve (``--report`` draws
-it). One run of 160 epochs takes about 85 minutes on one shared core for ADIOS, about 50 for ADIOS-s,
-30 for SimCLR; 320 epochs twice that.
+it). One run of 320 epochs took about 120 minutes on one core (two runs at once) for ADIOS, 107 for
+ADIOS-s, about 80 for random masks and 70 for SimCLR (half of its 640-epoch 136).
 """
 
 from __future__ import annotations
