@@ -15,7 +15,8 @@ official base.py defaults), warm-up scaled to the same fraction of training (10 
 Every (setting, method, seed) run is cached in benchmarks/results/adios_table_cifar10_jpg.json as it
 finishes, so the table grows over sittings; a run killed part-way (the end of a sitting) resumes from
 its last finished epoch when the same command is run again; ``--report`` only prints the table, writes
-its markdown and draws the mask grid of the ADIOS run (seed 0) from its checkpoint.
+its markdown and draws the mask grid of the ADIOS run (seed 0) from its checkpoint (where that checkpoint
+is not on this machine, the grid drawn earlier stays).
 
     # length sweep, then the table at the length found (320 epochs), then the report of every length cached
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/adios_table.py --epochs 10 20 40 80 160 320 640 --methods simclr --seeds 0 1
@@ -33,7 +34,7 @@ improving (the same rule misread 80 -> 160, so a 1280-epoch check would settle i
 table is read there (the paper itself trains 400-500 epochs); the table also exists at 20, 80 and 160
 epochs, and every length stays in the cache, in the report and in the length curve (``--report`` draws
 it). One run of 320 epochs took about 120 minutes on one core (two runs at once) for ADIOS, 107 for
-ADIOS-s, about 80 for random masks and 70 for SimCLR (half of its 640-epoch 136).
+ADIOS-s, 45 for random masks (on a quieter machine) and about 70 for SimCLR (half of its 640-epoch 136).
 """
 
 from __future__ import annotations
@@ -475,6 +476,8 @@ def main() -> None:
         runs = load_results()["runs"]
         drawn = [e for e in sorted(args.epochs, reverse=True) if f"{setting_key(e)}|adios|seed0" in runs]
         picture = draw_masks(drawn[0], root) if drawn else None
+        if picture is None and PICTURE.exists():  # the run's checkpoint is gone (another machine): keep the earlier grid
+            picture = str(PICTURE)
         parts.append(f"Mask grid: {Path(picture).name if picture else None}")  # beside this file
         print("mask grid:", picture)
         curve = draw_lengths()
